@@ -1,0 +1,171 @@
+// vigil — the command-line client: status, jobs, show JOB, events [--follow].
+//
+// Talks to vigild over the same authenticated protocol as the plugin; vigild
+// decides what the caller may see (own jobs, or all for admins). Endpoint and
+// MUNGE socket come from flags or VIGIL_ENDPOINT / VIGIL_MUNGE_SOCKET.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "vigil/client.hpp"
+
+using namespace vigil;
+
+namespace {
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+std::string fmt_time(std::int64_t ns) {
+  if (ns <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ns / 1'000'000'000);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", std::localtime(&t));
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03d", buf, static_cast<int>((ns / 1'000'000) % 1000));
+  return out;
+}
+
+std::string step_name(const json& e) {
+  if (!e.contains("step")) return "-";
+  const auto s = e["step"].get<std::uint64_t>();
+  switch (s) {  // Slurm's special step ids
+    case 0xfffffffbu: return "batch";
+    case 0xfffffffcu: return "extern";
+    case 0xfffffffau: return "interactive";
+    default: return std::to_string(s);
+  }
+}
+
+std::string attrs_brief(const json& a) {
+  std::string out;
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    if (!out.empty()) out += ' ';
+    out += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
+    if (out.size() > 100) return out.substr(0, 100) + "…";
+  }
+  return out;
+}
+
+void print_event_row(const json& e) {
+  std::printf("%-12s %7u %-6s %-4s %-6s %-18s %s\n", fmt_time(e["ts_ns"].get<std::int64_t>()).c_str(),
+              e["job"].get<unsigned>(), step_name(e).c_str(),
+              e.contains("task") ? std::to_string(e["task"].get<int>()).c_str() : "-",
+              e.value("node", std::string("-")).c_str(), e["type"].get<std::string>().c_str(),
+              attrs_brief(e["attrs"]).c_str());
+}
+
+void print_event_header() {
+  std::printf("%-12s %7s %-6s %-4s %-6s %-18s %s\n", "TIME", "JOB", "STEP", "TASK", "NODE", "EVENT", "DETAILS");
+}
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "vigil: %s\n", e.what().c_str());
+  return e.code == Errc::unavailable ? 3 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vigil — watch simulations running under Slurm"};
+  app.require_subcommand(1);
+  ClientOptions opts;
+  opts.endpoint = env_or("VIGIL_ENDPOINT", "tcp://127.0.0.1:7810");
+  opts.munge_socket = env_or("VIGIL_MUNGE_SOCKET", "");
+  opts.role = "cli";
+  bool as_json = false;
+  app.add_option("--endpoint", opts.endpoint, "vigild endpoint (env VIGIL_ENDPOINT)")->capture_default_str();
+  app.add_option("--munge-socket", opts.munge_socket, "munged socket (env VIGIL_MUNGE_SOCKET)");
+  app.add_option("--timeout-ms", opts.timeout_ms, "per-request timeout")->capture_default_str();
+  app.add_flag("--json", as_json, "machine-readable output");
+
+  auto* status = app.add_subcommand("status", "vigild health and counters");
+  auto* jobs = app.add_subcommand("jobs", "jobs known to vigild (yours, or all for admins)");
+  std::uint32_t show_job = 0;
+  auto* show = app.add_subcommand("show", "one job: state and timeline");
+  show->add_option("job", show_job, "Slurm job id")->required();
+  auto* events = app.add_subcommand("events", "the event stream");
+  std::uint32_t ev_job = 0;
+  bool follow = false;
+  events->add_option("--job", ev_job, "only this job");
+  events->add_flag("-f,--follow", follow, "keep printing new events");
+  CLI11_PARSE(app, argc, argv);
+
+  Client client(opts);
+  if (status->parsed()) {
+    auto r = client.request({{"op", "status"}});
+    if (!r) return fail(r.error());
+    if (as_json) std::cout << r->dump(2) << "\n";
+    else {
+      std::printf("vigild %s  up %llds  events %lld  sessions %lld  (you: uid %lld%s)\n",
+                  (*r)["version"].get<std::string>().c_str(), (*r)["uptime_s"].get<long long>(),
+                  (*r)["events"].get<long long>(), (*r)["sessions"].get<long long>(),
+                  (*r)["you"]["uid"].get<long long>(), (*r)["you"]["admin"].get<bool>() ? ", admin" : "");
+      for (auto it = (*r)["rejected"].begin(); it != (*r)["rejected"].end(); ++it)
+        std::printf("  rejected %-16s %s\n", it.key().c_str(), it->dump().c_str());
+    }
+    return 0;
+  }
+  if (jobs->parsed()) {
+    auto r = client.request({{"op", "jobs"}});
+    if (!r) return fail(r.error());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%7s %-12s %-10s %-12s %-12s %6s %s\n", "JOB", "USER", "STATE", "FIRST", "LAST", "EVENTS", "LABEL");
+    for (const json& j : *r)
+      std::printf("%7u %-12s %-10s %-12s %-12s %6lld %s\n", j["job"].get<unsigned>(), j["user"].get<std::string>().c_str(),
+                  j["state"].get<std::string>().c_str(), fmt_time(j["first_ns"].get<std::int64_t>()).c_str(),
+                  fmt_time(j["last_ns"].get<std::int64_t>()).c_str(), j["events"].get<long long>(),
+                  j["label"].get<std::string>().c_str());
+    return 0;
+  }
+  if (show->parsed()) {
+    auto r = client.request({{"op", "job"}, {"job", show_job}});
+    if (!r) return fail(r.error());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    std::printf("job %u  user %s  state %s  label %s  events %lld\n", show_job, (*r)["user"].get<std::string>().c_str(),
+                (*r)["state"].get<std::string>().c_str(), (*r)["label"].get<std::string>().c_str(),
+                (*r)["events"].get<long long>());
+    print_event_header();
+    for (const json& e : (*r)["timeline"])
+      if (e["type"] != "heartbeat") print_event_row(e);
+    std::size_t hb = 0;
+    for (const json& e : (*r)["timeline"]) hb += e["type"] == "heartbeat";
+    std::printf("(%zu heartbeats not shown)\n", hb);
+    return 0;
+  }
+  if (events->parsed()) {
+    std::int64_t after = 0;
+    bool header = false;
+    for (;;) {
+      json req = {{"op", "events"}, {"after", after}, {"limit", 1000}};
+      if (ev_job) req["job"] = ev_job;
+      auto r = client.request(req);
+      if (!r) return fail(r.error());
+      for (const json& e : *r) {
+        after = e["seq"].get<std::int64_t>();
+        if (as_json) std::cout << e.dump() << "\n";
+        else {
+          if (!header) print_event_header();
+          header = true;
+          print_event_row(e);
+        }
+      }
+      std::fflush(stdout);
+      if (!follow && r->size() < 1000) return 0;
+      if (r->size() < 1000) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,61 @@
+// client.hpp — one authenticated session with vigild over ZeroMQ.
+//
+// connect() sends HELLO (a MUNGE credential sealing a fresh session key) and
+// waits for WELCOME; afterwards every frame is HMAC-tagged and numbered. Calls
+// are synchronous with a bounded timeout and never throw: the plugin runs this
+// inside slurmstepd, where a hang or an exception would hurt a job. On an
+// "unknown session" answer (vigild restarted) the client re-authenticates once.
+// Not thread-safe: one Client per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vigil/message.hpp"
+#include "vigil/result.hpp"
+
+namespace vigil {
+
+struct ClientOptions {
+  std::string endpoint;        // e.g. tcp://head:7810
+  std::string munge_socket;    // empty: libmunge default
+  std::string role = "cli";    // plugin | sdk | cli | bench
+  int timeout_ms = 2000;       // per round trip
+};
+
+struct AckInfo {
+  std::uint64_t stored = 0;      // newly committed
+  std::uint64_t duplicates = 0;  // already stored earlier (replays)
+  std::vector<std::pair<std::size_t, std::string>> rejected;  // index, reason
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions opts);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Status connect();
+  bool connected() const;
+  Result<AckInfo> send_batch(const std::vector<Event>& events);
+  // A request {op: ..., ...}; returns the reply's "data" or the server's error.
+  Result<json> request(const json& req);
+  void close();
+  std::uint64_t session() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> p_;
+};
+
+// Reply helpers shared by server and client.
+std::string encode_reply_ok(const json& data);
+std::string encode_reply_error(Errc code, std::string_view message);
+std::string encode_ack(const AckInfo& ack);
+Result<AckInfo> decode_ack(std::string_view body);
+
+}  // namespace vigil

@@ -1,0 +1,280 @@
+// message.cpp — strict CBOR bodies (see message.hpp).
+#include "vigil/message.hpp"
+
+#include <cstring>
+
+#include "vigil/crypto.hpp"
+
+namespace vigil {
+namespace {
+
+// SAX consumer that builds a json DOM but refuses deep nesting and duplicate
+// keys. nlohmann's CBOR reader recurses per nesting level; refusing in
+// start_array/start_object bounds that recursion (a fuzzer finds this fast).
+class BoundedDom {
+ public:
+  explicit BoundedDom(int max_depth) : max_depth_(max_depth) {}
+  json root;
+  std::string error;
+
+  bool null() { return put(json(nullptr)); }
+  bool boolean(bool v) { return put(json(v)); }
+  bool number_integer(json::number_integer_t v) { return put(json(v)); }
+  bool number_unsigned(json::number_unsigned_t v) { return put(json(v)); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return put(json(v)); }
+  bool string(json::string_t& v) { return put(json(std::move(v))); }
+  bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
+  bool start_object(std::size_t) { return open(json::object()); }
+  bool key(json::string_t& k) {
+    if (stack_.back()->contains(k)) return fail("duplicate map key '" + k + "'");
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() { stack_.pop_back(); return true; }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool end_array() { stack_.pop_back(); return true; }
+  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& ex) {
+    return fail("CBOR parse error at byte " + std::to_string(pos) + ": " + ex.what());
+  }
+
+ private:
+  bool fail(std::string m) {
+    if (error.empty()) error = std::move(m);
+    return false;
+  }
+  json* place(json&& v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    json* top = stack_.back();
+    if (top->is_array()) {
+      top->push_back(std::move(v));
+      return &top->back();
+    }
+    json& slot = (*top)[key_];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    place(std::move(v));
+    return true;
+  }
+  bool open(json&& container) {
+    if (static_cast<int>(stack_.size()) >= max_depth_)
+      return fail("nesting deeper than " + std::to_string(max_depth_));
+    stack_.push_back(place(std::move(container)));
+    return true;
+  }
+
+  int max_depth_;
+  std::vector<json*> stack_;
+  std::string key_;
+};
+
+const json* field(const json& m, const char* k) {
+  auto it = m.find(k);
+  return it == m.end() ? nullptr : &*it;
+}
+
+Error bad(const std::string& m) { return make_error(Errc::malformed, m); }
+
+}  // namespace
+
+Result<json> cbor_decode(std::string_view bytes, int max_depth) {
+  BoundedDom dom(max_depth);
+  bool ok = false;
+  try {
+    ok = json::sax_parse(bytes.begin(), bytes.end(), &dom, json::input_format_t::cbor, true);
+  } catch (const std::exception& ex) {  // allocation failure or a library surprise
+    return bad(std::string("CBOR decode failed: ") + ex.what());
+  }
+  if (!ok) return bad(dom.error.empty() ? "CBOR decode failed" : dom.error);
+  return std::move(dom.root);
+}
+
+std::string cbor_encode(const json& j) {
+  std::string out;
+  json::to_cbor(j, out);
+  return out;
+}
+
+const char* event_type_name(EventType t) noexcept {
+  switch (t) {
+    case EventType::submit: return "submit";
+    case EventType::job_start: return "job_start";
+    case EventType::step_start: return "step_start";
+    case EventType::task_start: return "task_start";
+    case EventType::task_exit: return "task_exit";
+    case EventType::step_end: return "step_end";
+    case EventType::job_end: return "job_end";
+    case EventType::heartbeat: return "heartbeat";
+    case EventType::checkpoint_signal: return "checkpoint_signal";
+    case EventType::result: return "result";
+    case EventType::checkpoint: return "checkpoint";
+  }
+  return "unknown";
+}
+
+Result<EventType> event_type_from_name(std::string_view name) {
+  for (std::uint16_t i = 1; i <= kMaxEventType; ++i)
+    if (name == event_type_name(static_cast<EventType>(i))) return static_cast<EventType>(i);
+  return make_error(Errc::bad_kind, "unknown event type '" + std::string(name) + "'");
+}
+
+EventId new_event_id() {
+  EventId id;
+  random_bytes(id.data(), id.size());
+  return id;
+}
+
+std::string event_id_hex(const EventId& id) {
+  static const char* hex = "0123456789abcdef";
+  std::string s(32, '0');
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    s[2 * i] = hex[id[i] >> 4];
+    s[2 * i + 1] = hex[id[i] & 15];
+  }
+  return s;
+}
+
+json event_to_json(const Event& e) {
+  json j = {{"id", json::binary(std::vector<std::uint8_t>(e.id.begin(), e.id.end()))},
+            {"t", static_cast<std::uint16_t>(e.type)},
+            {"ts", e.ts_ns},
+            {"job", e.job}};
+  if (e.step != kNoStep) j["step"] = e.step;
+  if (e.task >= 0) j["task"] = e.task;
+  if (e.restart != 0) j["rc"] = e.restart;
+  if (!e.node.empty()) j["node"] = e.node;
+  if (!e.attrs.empty()) j["a"] = e.attrs;
+  return j;
+}
+
+Result<Event> event_from_json(const json& j) {
+  if (!j.is_object()) return bad("event is not a map");
+  static constexpr const char* kKnown[] = {"id", "t", "ts", "job", "step", "task", "rc", "node", "a"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool known = false;
+    for (const char* k : kKnown) known = known || it.key() == k;
+    if (!known) return bad("event has unknown field '" + it.key() + "'");
+  }
+  Event e;
+  const json* id = field(j, "id");
+  if (!id || !id->is_binary() || id->get_binary().size() != e.id.size())
+    return bad("event field 'id' must be 16 bytes");
+  std::memcpy(e.id.data(), id->get_binary().data(), e.id.size());
+  const json* t = field(j, "t");
+  if (!t || !t->is_number_unsigned()) return bad("event field 't' must be an unsigned integer");
+  const auto tv = t->get<std::uint64_t>();
+  if (tv < 1 || tv > kMaxEventType)
+    return make_error(Errc::bad_kind, "unknown event type " + std::to_string(tv));
+  e.type = static_cast<EventType>(tv);
+  const json* ts = field(j, "ts");
+  if (!ts || !ts->is_number_integer()) return bad("event field 'ts' must be an integer");
+  e.ts_ns = ts->get<std::int64_t>();
+  const json* job = field(j, "job");
+  if (!job || !job->is_number_unsigned() || job->get<std::uint64_t>() > 0xffffffffu)
+    return bad("event field 'job' must be a 32-bit unsigned integer");
+  e.job = job->get<std::uint32_t>();
+  if (const json* s = field(j, "step")) {
+    if (!s->is_number_unsigned() || s->get<std::uint64_t>() > 0xffffffffu)
+      return bad("event field 'step' must be a 32-bit unsigned integer");
+    e.step = s->get<std::uint32_t>();
+  }
+  if (const json* k = field(j, "task")) {
+    if (!k->is_number_integer() || k->get<std::int64_t>() < 0 || k->get<std::int64_t>() > 0x7fffffff)
+      return bad("event field 'task' must be a non-negative 32-bit integer");
+    e.task = k->get<std::int32_t>();
+  }
+  if (const json* rc = field(j, "rc")) {
+    if (!rc->is_number_unsigned() || rc->get<std::uint64_t>() > 0xffffffffu)
+      return bad("event field 'rc' must be a 32-bit unsigned integer");
+    e.restart = rc->get<std::uint32_t>();
+  }
+  if (const json* n = field(j, "node")) {
+    if (!n->is_string() || n->get_ref<const std::string&>().size() > kMaxNodeName)
+      return bad("event field 'node' must be a string of at most 64 bytes");
+    e.node = n->get<std::string>();
+  }
+  if (const json* a = field(j, "a")) {
+    if (!a->is_object()) return bad("event field 'a' must be a map");
+    e.attrs = *a;
+  }
+  return e;
+}
+
+std::string encode_batch(const std::vector<Event>& events) {
+  json arr = json::array();
+  for (const Event& e : events) arr.push_back(event_to_json(e));
+  return cbor_encode(arr);
+}
+
+Result<DecodedBatch> decode_batch(std::string_view body) {
+  auto doc = cbor_decode(body);
+  if (!doc) return doc.error();
+  if (!doc->is_array()) return bad("batch body must be an array of events");
+  if (doc->size() > kMaxEventsPerBatch)
+    return make_error(Errc::too_large, "batch of " + std::to_string(doc->size()) +
+                                           " events exceeds the limit of " +
+                                           std::to_string(kMaxEventsPerBatch));
+  DecodedBatch out;
+  out.events.reserve(doc->size());
+  for (std::size_t i = 0; i < doc->size(); ++i) {
+    auto e = event_from_json((*doc)[i]);
+    if (e) out.events.push_back(std::move(e).value());
+    else out.rejected.emplace_back(i, e.error());
+  }
+  return out;
+}
+
+std::string encode_hello_payload(const HelloPayload& h) {
+  json j = {{"v", 1},
+            {"key", json::binary(std::vector<std::uint8_t>(h.key.begin(), h.key.end()))},
+            {"role", h.role},
+            {"host", h.host},
+            {"pid", h.pid}};
+  return cbor_encode(j);
+}
+
+Result<HelloPayload> decode_hello_payload(std::string_view bytes) {
+  auto doc = cbor_decode(bytes);
+  if (!doc) return doc.error();
+  const json& j = *doc;
+  if (!j.is_object()) return bad("hello payload is not a map");
+  const json* v = field(j, "v");
+  if (!v || !v->is_number_unsigned()) return bad("hello payload has no version");
+  if (v->get<std::uint64_t>() != 1)
+    return make_error(Errc::bad_version, "hello payload version " + v->dump() + " is not supported");
+  HelloPayload h;
+  const json* key = field(j, "key");
+  if (!key || !key->is_binary() || key->get_binary().size() != h.key.size())
+    return bad("hello payload 'key' must be 32 bytes");
+  std::memcpy(h.key.data(), key->get_binary().data(), h.key.size());
+  const json* role = field(j, "role");
+  if (!role || !role->is_string()) return bad("hello payload 'role' must be a string");
+  h.role = role->get<std::string>();
+  if (h.role != "plugin" && h.role != "sdk" && h.role != "cli" && h.role != "bench")
+    return bad("hello payload role '" + h.role + "' is unknown");
+  if (const json* host = field(j, "host"); host && host->is_string()) h.host = host->get<std::string>();
+  if (const json* pid = field(j, "pid"); pid && pid->is_number_integer()) h.pid = pid->get<std::int64_t>();
+  return h;
+}
+
+std::string encode_error_body(Errc code, std::string_view message) {
+  return cbor_encode(json{{"code", errc_name(code)}, {"msg", message}});
+}
+
+Error decode_error_body(std::string_view body) {
+  auto doc = cbor_decode(body);
+  if (!doc || !doc->is_object()) return make_error(Errc::malformed, "unreadable error frame");
+  const json* code = field(*doc, "code");
+  const json* msg = field(*doc, "msg");
+  std::string c = code && code->is_string() ? code->get<std::string>() : "internal";
+  Errc e = Errc::internal;
+  for (int i = 0; i <= static_cast<int>(Errc::internal); ++i)
+    if (c == errc_name(static_cast<Errc>(i))) e = static_cast<Errc>(i);
+  return make_error(e, msg && msg->is_string() ? msg->get<std::string>() : c);
+}
+
+}  // namespace vigil

@@ -1,0 +1,65 @@
+// config.cpp — strict YAML loading (see config.hpp).
+#include "config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace vigil::controller {
+namespace {
+
+Error cfg_error(const std::string& m) { return make_error(Errc::malformed, "config: " + m); }
+
+}  // namespace
+
+Result<Config> parse_config(const std::string& text) {
+  Config c;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return cfg_error(std::string("not valid YAML: ") + e.what());
+  }
+  if (root.IsNull()) return c;  // empty file: all defaults
+  if (!root.IsMap()) return cfg_error("top level must be a mapping");
+  static const std::set<std::string> known = {"listen",      "munge_socket", "database",
+                                              "admin_group", "log_level",    "log_json",
+                                              "session_ttl_s", "max_sessions_per_uid"};
+  try {
+    for (const auto& kv : root) {
+      const auto key = kv.first.as<std::string>();
+      if (!known.count(key)) return cfg_error("unknown key '" + key + "'");
+      const YAML::Node& v = kv.second;
+      if (key == "listen") c.listen = v.as<std::string>();
+      else if (key == "munge_socket") c.munge_socket = v.as<std::string>();
+      else if (key == "database") c.database = v.as<std::string>();
+      else if (key == "admin_group") c.admin_group = v.as<std::string>();
+      else if (key == "log_level") c.log_level = v.as<std::string>();
+      else if (key == "log_json") c.log_json = v.as<bool>();
+      else if (key == "session_ttl_s") c.session_ttl_s = v.as<int>();
+      else if (key == "max_sessions_per_uid") c.max_sessions_per_uid = v.as<int>();
+    }
+  } catch (const YAML::Exception& e) {
+    return cfg_error(std::string("bad value: ") + e.what());
+  }
+  if (c.listen.rfind("tcp://", 0) != 0 && c.listen.rfind("ipc://", 0) != 0)
+    return cfg_error("listen must be a tcp:// or ipc:// endpoint, got '" + c.listen + "'");
+  if (c.database.empty()) return cfg_error("database must not be empty");
+  static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+  if (!levels.count(c.log_level)) return cfg_error("log_level must be one of trace|debug|info|warn|error");
+  if (c.session_ttl_s < 60 || c.session_ttl_s > 86400) return cfg_error("session_ttl_s must be in [60, 86400]");
+  if (c.max_sessions_per_uid < 1) return cfg_error("max_sessions_per_uid must be >= 1");
+  return c;
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(Errc::io, "config: cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str());
+}
+
+}  // namespace vigil::controller

@@ -1,0 +1,29 @@
+// config.hpp — vigild's configuration: parsed from YAML, validated, then swapped.
+//
+// Unknown keys are errors (a typo must not silently fall back to a default).
+// Reload parses into a fresh Config and only replaces the live one if the whole
+// file validates; a bad reload leaves the old config in force.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "vigil/result.hpp"
+
+namespace vigil::controller {
+
+struct Config {
+  std::string listen = "tcp://127.0.0.1:7810";  // ZeroMQ intake (plugin, SDK, CLI)
+  std::string munge_socket;                     // empty: libmunge default
+  std::string database = "/var/lib/vigil/vigild.db";
+  std::string admin_group = "vigil-admins";     // members see and act on every job
+  std::string log_level = "info";
+  bool log_json = false;
+  int session_ttl_s = 3600;                     // re-authenticate at least hourly
+  int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
+};
+
+Result<Config> parse_config(const std::string& yaml_text);
+Result<Config> load_config(const std::string& path);
+
+}  // namespace vigil::controller

@@ -1,0 +1,414 @@
+// intake.cpp — see intake.hpp.
+#include "intake.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "vigil/client.hpp"
+#include "vigil/crypto.hpp"
+#include "vigil/munge_auth.hpp"
+#include "vigil/wire.hpp"
+
+namespace vigil::controller {
+
+std::int64_t wall_clock_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+struct Session {
+  std::unique_ptr<HmacKey> key;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string role;
+  bool admin = false;
+  std::uint64_t last_seq = 0;
+  std::int64_t expires_ns = 0;
+};
+
+// Admin = root, or a member (primary or supplementary) of the admin group.
+bool is_admin(uid_t uid, gid_t gid, const std::string& admin_group) {
+  if (uid == 0) return true;
+  struct group* g = getgrnam(admin_group.c_str());
+  if (g == nullptr) return false;
+  if (g->gr_gid == gid) return true;
+  struct passwd* pw = getpwuid(uid);
+  if (pw == nullptr) return false;
+  for (char** m = g->gr_mem; m && *m; ++m)
+    if (std::string(*m) == pw->pw_name) return true;
+  return false;
+}
+
+json event_json(const StoredEvent& s) {
+  const Event& e = s.event;
+  json j = {{"seq", s.seq},           {"id", event_id_hex(e.id)}, {"type", event_type_name(e.type)},
+            {"ts_ns", e.ts_ns},       {"job", e.job},             {"restart", e.restart},
+            {"sender_uid", s.sender_uid}, {"attrs", e.attrs}};
+  if (e.step != kNoStep) j["step"] = e.step;
+  if (e.task >= 0) j["task"] = e.task;
+  if (!e.node.empty()) j["node"] = e.node;
+  return j;
+}
+
+json job_json(const JobRow& r) {
+  return {{"job", r.job},         {"uid", static_cast<std::int64_t>(r.uid == static_cast<uid_t>(-1) ? -1 : static_cast<std::int64_t>(r.uid))},
+          {"user", r.user},       {"state", r.state},
+          {"first_ns", r.first_ns}, {"last_ns", r.last_ns},
+          {"events", r.events},   {"label", r.label}};
+}
+
+}  // namespace
+
+struct Intake::Impl {
+  Config cfg;
+  Store& store;
+  Clock clock;
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::router};
+  MungeAuth munge;
+  std::unordered_map<std::uint64_t, Session> sessions;
+  std::unordered_map<uid_t, int> sessions_per_uid;
+  IntakeCounters counters;
+  std::int64_t started_ns;
+
+  struct PendingAck {
+    std::string routing_id;
+    std::uint64_t session;
+    std::uint64_t seq;
+    AckInfo ack;
+  };
+  std::vector<PendingAck> pending;
+  bool in_txn = false;
+  std::mutex reload_mu;               // guards next_cfg (set by the signal thread)
+  std::optional<Config> next_cfg;
+
+  void apply_reload() {
+    std::lock_guard<std::mutex> g(reload_mu);
+    if (!next_cfg) return;
+    cfg.admin_group = next_cfg->admin_group;
+    cfg.session_ttl_s = next_cfg->session_ttl_s;
+    cfg.max_sessions_per_uid = next_cfg->max_sessions_per_uid;
+    next_cfg.reset();
+  }
+
+  Impl(Config c, Store& s, Clock k)
+      : cfg(std::move(c)), store(s), clock(std::move(k)), munge(cfg.munge_socket), started_ns(clock()) {}
+
+  void reject(const std::string& reason) { counters.rejected[reason]++; }
+
+  void send(const std::string& rid, const std::string& frame) {
+    try {
+      // ROUTER drops (never blocks on) a frame for a peer that is gone or full.
+      sock.send(zmq::buffer(rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      sock.send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::debug("send to client failed: {}", e.what());
+    }
+  }
+
+  void send_error(const std::string& rid, std::uint64_t seq, const Error& err) {
+    reject(errc_name(err.code));
+    send(rid, encode_frame(FrameKind::error, 0, seq, encode_error_body(err.code, err.message), nullptr));
+  }
+
+  void on_hello(const std::string& rid, const FrameView& f) {
+    auto body = cbor_decode(f.body);
+    if (!body || !body->is_object() || !body->contains("cred") || !(*body)["cred"].is_string())
+      return send_error(rid, f.header.seq, make_error(Errc::malformed, "hello body must be {cred: string}"));
+    auto id = munge.decode((*body)["cred"].get_ref<const std::string&>());
+    if (!id) {
+      spdlog::warn("hello rejected: {}", id.error().what());
+      return send_error(rid, f.header.seq, id.error());
+    }
+    auto hp = decode_hello_payload(id->payload);
+    if (!hp) return send_error(rid, f.header.seq, hp.error());
+    if (sessions_per_uid[id->uid] >= cfg.max_sessions_per_uid) expire_oldest(id->uid);
+    std::uint64_t sid = 0;
+    while (sid == 0 || sessions.count(sid)) random_bytes(&sid, sizeof sid);
+    Session s;
+    s.key = std::make_unique<HmacKey>(hp->key);
+    s.uid = id->uid;
+    s.gid = id->gid;
+    s.role = hp->role;
+    s.admin = is_admin(id->uid, id->gid, cfg.admin_group);
+    s.expires_ns = clock() + static_cast<std::int64_t>(cfg.session_ttl_s) * 1'000'000'000;
+    const std::string welcome = cbor_encode(json{{"ttl_s", cfg.session_ttl_s}, {"max_body", kMaxBody}});
+    send(rid, encode_frame(FrameKind::welcome, sid, f.header.seq, welcome, s.key.get()));
+    spdlog::debug("session {:016x} opened: uid={} role={} host={} pid={}", sid, id->uid, hp->role, hp->host, hp->pid);
+    sessions.emplace(sid, std::move(s));
+    sessions_per_uid[id->uid]++;
+    counters.sessions_opened++;
+  }
+
+  void expire_oldest(uid_t uid) {
+    auto victim = sessions.end();
+    for (auto it = sessions.begin(); it != sessions.end(); ++it)
+      if (it->second.uid == uid && (victim == sessions.end() || it->second.expires_ns < victim->second.expires_ns))
+        victim = it;
+    if (victim != sessions.end()) drop_session(victim);
+  }
+
+  void drop_session(std::unordered_map<std::uint64_t, Session>::iterator it) {
+    if (--sessions_per_uid[it->second.uid] <= 0) sessions_per_uid.erase(it->second.uid);
+    sessions.erase(it);
+  }
+
+  // Finds the session and checks tag, expiry and sequence; null + error sent on failure.
+  Session* authenticate(const std::string& rid, const FrameView& f) {
+    auto it = sessions.find(f.header.session);
+    if (it == sessions.end()) {
+      send_error(rid, f.header.seq, make_error(Errc::unknown_session, "unknown session; send hello again"));
+      return nullptr;
+    }
+    Session& s = it->second;
+    if (auto v = verify_frame(f, *s.key); !v) {
+      send_error(rid, f.header.seq, v.error());
+      return nullptr;
+    }
+    if (clock() > s.expires_ns) {
+      drop_session(it);
+      send_error(rid, f.header.seq, make_error(Errc::expired, "session expired; send hello again"));
+      return nullptr;
+    }
+    if (f.header.seq <= s.last_seq) {
+      send_error(rid, f.header.seq, make_error(Errc::replayed, "frame sequence " + std::to_string(f.header.seq) +
+                                                                   " already seen in this session"));
+      return nullptr;
+    }
+    s.last_seq = f.header.seq;
+    return &s;
+  }
+
+  // Who may report what: Slurm's own processes (root in slurmstepd) report any
+  // job's lifecycle; a user's SDK reports results/checkpoints for that user's
+  // own jobs only. docs/adr/0005-authorisation.md.
+  std::optional<Error> authorise(const Session& s, const Event& e) {
+    if (s.uid == 0) return std::nullopt;
+    if (e.type != EventType::result && e.type != EventType::checkpoint)
+      return make_error(Errc::denied, std::string("only Slurm's processes may report ") + event_type_name(e.type));
+    auto owner = store.job_owner(e.job);
+    if (!owner) return make_error(Errc::denied, "job " + std::to_string(e.job) + " is unknown to vigild");
+    if (*owner != s.uid) return make_error(Errc::denied, "job " + std::to_string(e.job) + " belongs to another user");
+    return std::nullopt;
+  }
+
+  void on_batch(const std::string& rid, const FrameView& f) {
+    Session* s = authenticate(rid, f);
+    if (!s) return;
+    auto batch = decode_batch(f.body);
+    if (!batch) return send_error(rid, f.header.seq, batch.error());
+    if (!in_txn) {
+      if (auto b = store.begin(); !b) return send_error(rid, f.header.seq, b.error());
+      in_txn = true;
+    }
+    PendingAck pa{rid, f.header.session, f.header.seq, {}};
+    for (auto& [i, err] : batch->rejected) {
+      reject(errc_name(err.code));
+      pa.ack.rejected.emplace_back(i, err.what());
+    }
+    const std::int64_t now = clock();
+    std::size_t index = 0;
+    for (const Event& e : batch->events) {
+      while (std::any_of(batch->rejected.begin(), batch->rejected.end(), [&](auto& r) { return r.first == index; }))
+        ++index;  // keep indices aligned with the sender's batch
+      if (auto denied = authorise(*s, e)) {
+        reject(errc_name(denied->code));
+        pa.ack.rejected.emplace_back(index++, denied->what());
+        continue;
+      }
+      auto r = store.insert(e, s->uid, now);
+      if (!r) {
+        // A store failure (disk full, I/O error) fails the whole group: nobody is
+        // acked, everybody resends. Losing nothing beats partial progress.
+        spdlog::error("store insert failed: {}", r.error().what());
+        abort_group(r.error());
+        return send_error(rid, f.header.seq, r.error());
+      }
+      if (*r == InsertOutcome::stored) pa.ack.stored++;
+      else pa.ack.duplicates++;
+      ++index;
+    }
+    pending.push_back(std::move(pa));
+  }
+
+  void abort_group(const Error& err) {
+    store.rollback();
+    in_txn = false;
+    for (auto& p : pending) send_error(p.routing_id, p.seq, err);
+    pending.clear();
+  }
+
+  // Group commit: one transaction for everything drained this turn, then acks.
+  void flush() {
+    if (!in_txn) return;
+    if (auto c = store.commit(); !c) {
+      spdlog::error("commit failed: {}", c.error().what());
+      abort_group(c.error());
+      return;
+    }
+    in_txn = false;
+    counters.commits++;
+    for (auto& p : pending) {
+      counters.events_stored += p.ack.stored;
+      counters.events_duplicate += p.ack.duplicates;
+      auto it = sessions.find(p.session);
+      if (it == sessions.end()) continue;
+      send(p.routing_id, encode_frame(FrameKind::ack, p.session, p.seq, encode_ack(p.ack), it->second.key.get()));
+    }
+    pending.clear();
+  }
+
+  void on_request(const std::string& rid, const FrameView& f) {
+    Session* s = authenticate(rid, f);
+    if (!s) return;
+    flush();  // answer from committed state, including this turn's events
+    auto req = cbor_decode(f.body);
+    std::string body;
+    if (!req || !req->is_object() || !req->contains("op") || !(*req)["op"].is_string()) {
+      reject("malformed");
+      body = encode_reply_error(Errc::malformed, "request must be {op: string, ...}");
+    } else {
+      body = answer(*s, *req);
+    }
+    send(rid, encode_frame(FrameKind::reply, f.header.session, f.header.seq, body, s->key.get()));
+  }
+
+  std::string answer(const Session& s, const json& req) {
+    const std::string op = req["op"].get<std::string>();
+    const std::optional<uid_t> only = s.admin ? std::nullopt : std::optional<uid_t>(s.uid);
+    const int limit = req.contains("limit") && req["limit"].is_number_unsigned()
+                          ? static_cast<int>(std::min<std::uint64_t>(req["limit"].get<std::uint64_t>(), 10000))
+                          : 1000;
+    if (op == "status") {
+      json rej = json::object();
+      for (auto& [k, v] : counters.rejected) rej[k] = v;
+      return encode_reply_ok({{"version", "0.1.0"},
+                              {"uptime_s", (clock() - started_ns) / 1'000'000'000},
+                              {"events", store.event_count()},
+                              {"sessions", sessions.size()},
+                              {"you", {{"uid", s.uid}, {"admin", s.admin}}},
+                              {"rejected", rej}});
+    }
+    if (op == "jobs") {
+      auto rows = store.jobs(only, limit);
+      if (!rows) return encode_reply_error(rows.error().code, rows.error().message);
+      json arr = json::array();
+      for (auto& r : *rows) arr.push_back(job_json(r));
+      return encode_reply_ok(arr);
+    }
+    if (op == "job" || op == "events") {
+      std::optional<std::uint32_t> job;
+      if (req.contains("job")) {
+        if (!req["job"].is_number_unsigned()) return encode_reply_error(Errc::malformed, "job must be a number");
+        job = req["job"].get<std::uint32_t>();
+        auto owner = store.job_owner(*job);
+        if (!s.admin && owner != s.uid) {
+          reject("denied");
+          return encode_reply_error(Errc::denied, "job " + std::to_string(*job) + " is not yours");
+        }
+      } else if (op == "job") {
+        return encode_reply_error(Errc::malformed, "job request needs 'job'");
+      }
+      const std::int64_t after = req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
+      auto evs = store.events(job, after, limit, only);
+      if (!evs) return encode_reply_error(evs.error().code, evs.error().message);
+      json arr = json::array();
+      for (auto& e : *evs) arr.push_back(event_json(e));
+      if (op == "events") return encode_reply_ok(arr);
+      json info = json::object();
+      auto rows = store.jobs(std::nullopt, 1000000);
+      if (rows)
+        for (auto& r : *rows)
+          if (r.job == *job) info = job_json(r);
+      if (info.empty()) return encode_reply_error(Errc::denied, "job " + std::to_string(*job) + " is unknown");
+      info["timeline"] = arr;
+      return encode_reply_ok(info);
+    }
+    return encode_reply_error(Errc::bad_kind, "unknown op '" + op + "'");
+  }
+
+  void handle(const std::string& rid, const zmq::message_t& msg) {
+    counters.frames++;
+    auto f = decode_frame(msg.to_string_view());
+    if (!f) return send_error(rid, 0, f.error());
+    switch (f->header.kind) {
+      case FrameKind::hello: return on_hello(rid, *f);
+      case FrameKind::batch: return on_batch(rid, *f);
+      case FrameKind::request: return on_request(rid, *f);
+      default:
+        return send_error(rid, f->header.seq, make_error(Errc::bad_kind, std::string("clients may not send ") +
+                                                                               frame_kind_name(f->header.kind)));
+    }
+  }
+};
+
+Intake::Intake(Config cfg, Store& store, Clock clock) : p_(std::make_unique<Impl>(std::move(cfg), store, std::move(clock))) {
+  p_->sock.set(zmq::sockopt::linger, 0);
+  p_->sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(kMaxFrame));  // oversized: dropped by libzmq
+  p_->sock.set(zmq::sockopt::router_mandatory, 0);
+  p_->sock.set(zmq::sockopt::sndhwm, 10000);
+  p_->sock.set(zmq::sockopt::rcvhwm, 10000);
+}
+
+Intake::~Intake() = default;
+
+Result<std::string> Intake::bind() {
+  try {
+    p_->sock.bind(p_->cfg.listen);
+    return p_->sock.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error(Errc::io, "cannot listen on " + p_->cfg.listen + ": " + e.what());
+  }
+}
+
+void Intake::run(const std::atomic<bool>& stop) {
+  // Up to 4096 frames per turn: enough to amortise one fsync over many senders,
+  // small enough that a turn stays well under the 50 ms ack budget.
+  constexpr int kMaxPerTurn = 4096;
+  while (!stop.load(std::memory_order_relaxed)) {
+    p_->apply_reload();
+    zmq::pollitem_t item{static_cast<void*>(p_->sock), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      for (int n = 0; n < kMaxPerTurn; ++n) {
+        zmq::message_t rid, msg;
+        if (!p_->sock.recv(rid, zmq::recv_flags::dontwait)) break;
+        if (!rid.more()) continue;
+        (void)p_->sock.recv(msg, zmq::recv_flags::dontwait);
+        if (msg.more()) {  // protocol v1 frames are single-part: drain and reject
+          zmq::message_t extra;
+          while (p_->sock.recv(extra, zmq::recv_flags::dontwait) && extra.more()) {
+          }
+          p_->send_error(rid.to_string(), 0, make_error(Errc::malformed, "multi-part message"));
+          continue;
+        }
+        p_->handle(rid.to_string(), msg);
+      }
+      p_->flush();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      spdlog::error("intake socket error: {}", e.what());
+    }
+  }
+  p_->flush();
+}
+
+void Intake::reconfigure(const Config& cfg) {
+  std::lock_guard<std::mutex> g(p_->reload_mu);
+  p_->next_cfg = cfg;  // applied by the intake thread between turns
+}
+
+const IntakeCounters& Intake::counters() const { return p_->counters; }
+std::size_t Intake::session_count() const { return p_->sessions.size(); }
+
+}  // namespace vigil::controller

@@ -1,0 +1,52 @@
+// intake.hpp — vigild's front door: one ZeroMQ ROUTER socket for plugin, SDK and CLI.
+//
+// Contract, per frame kind:
+//   HELLO   -> MUNGE credential decoded by munged; on success a session (key,
+//              uid, gid, role) and a tagged WELCOME; otherwise ERROR with reason.
+//   BATCH   -> tag verified, seq must grow, events authorised one by one, all
+//              frames drained in one loop turn are committed in ONE transaction
+//              (group commit), then each sender gets its ACK.
+//   REQUEST -> read-only queries, answered from committed state (REPLY).
+// Every rejection is counted by reason; nothing a client sends can stop intake.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config.hpp"
+#include "store.hpp"
+
+namespace vigil::controller {
+
+using Clock = std::function<std::int64_t()>;  // ns since the epoch; injected for tests
+std::int64_t wall_clock_ns();
+
+struct IntakeCounters {
+  std::atomic<std::uint64_t> frames{0}, events_stored{0}, events_duplicate{0}, sessions_opened{0}, commits{0};
+  std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
+};
+
+class Intake {
+ public:
+  Intake(Config cfg, Store& store, Clock clock = wall_clock_ns);
+  ~Intake();
+  // Binds the listen endpoint; returns the real endpoint (port 0 resolved).
+  Result<std::string> bind();
+  // Serves until `stop` becomes true; checks it at least every 100 ms.
+  void run(const std::atomic<bool>& stop);
+  // Hands over the reloadable parts of a new config (admin group, session
+  // limits); thread-safe, applied by the intake thread between loop turns.
+  void reconfigure(const Config& cfg);
+  const IntakeCounters& counters() const;
+  std::size_t session_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> p_;
+};
+
+}  // namespace vigil::controller

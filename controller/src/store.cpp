@@ -1,0 +1,265 @@
+// store.cpp — SQLite schema, migrations and queries (see store.hpp).
+#include "store.hpp"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+namespace vigil::controller {
+namespace {
+
+// Migration N brings the schema from version N-1 to N. Never edit a shipped one.
+const char* const kMigrations[] = {
+    // 1: events and jobs
+    R"sql(
+    CREATE TABLE events(
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      id BLOB NOT NULL UNIQUE,
+      type INTEGER NOT NULL,
+      ts_ns INTEGER NOT NULL,
+      job INTEGER NOT NULL,
+      step INTEGER,
+      task INTEGER,
+      restart INTEGER NOT NULL DEFAULT 0,
+      node TEXT,
+      sender_uid INTEGER NOT NULL,
+      attrs TEXT,
+      received_ns INTEGER NOT NULL);
+    CREATE INDEX events_by_job ON events(job, seq);
+    CREATE TABLE jobs(
+      job INTEGER PRIMARY KEY,
+      uid INTEGER,
+      user TEXT,
+      state TEXT NOT NULL DEFAULT 'SUBMITTED',
+      label TEXT,
+      first_ns INTEGER NOT NULL,
+      last_ns INTEGER NOT NULL,
+      events INTEGER NOT NULL DEFAULT 0);
+    )sql",
+};
+
+Error db_error(sqlite3* db, const std::string& what) {
+  return make_error(Errc::io, what + ": " + sqlite3_errmsg(db));
+}
+
+Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown";
+    sqlite3_free(err);
+    return make_error(Errc::io, std::string("sqlite: ") + m);
+  }
+  return ok_status();
+}
+
+struct Stmt {
+  sqlite3_stmt* s = nullptr;
+  ~Stmt() { sqlite3_finalize(s); }
+};
+
+std::string text_col(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
+
+// The state a job is in, as far as the events seen so far tell. The full state
+// machine (with DEGRADED/RECOVERING and reasons) lives in the lifecycle module.
+const char* state_after(EventType t) {
+  switch (t) {
+    case EventType::submit: return "SUBMITTED";
+    case EventType::job_start:
+    case EventType::step_start:
+    case EventType::task_start:
+    case EventType::heartbeat: return "RUNNING";
+    case EventType::job_end: return "COMPLETED";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+struct Store::Stmts {
+  Stmt insert_event, upsert_job, set_owner, set_state, owner, count;
+};
+
+Store::Store(sqlite3* db) : db_(db), st_(std::make_unique<Stmts>()) {}
+
+Store::~Store() {
+  st_.reset();
+  sqlite3_close_v2(db_);
+}
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    Error e = make_error(Errc::io, "cannot open database " + path + ": " + (db ? sqlite3_errmsg(db) : "?"));
+    sqlite3_close_v2(db);
+    return e;
+  }
+  std::unique_ptr<Store> st(new Store(db));
+  // WAL: readers never block the writer. synchronous=FULL: a commit survives
+  // power loss, which is what "acknowledged" promises; group commit pays for it.
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                             "PRAGMA busy_timeout=5000"})
+    if (auto s = exec(db, pragma); !s) return s.error();
+  if (auto s = exec(db, "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"); !s)
+    return s.error();
+  int version = st->schema_version();
+  if (version > kSchemaVersion)
+    return make_error(Errc::bad_version, "database schema " + std::to_string(version) +
+                                             " is newer than this vigild (" + std::to_string(kSchemaVersion) + ")");
+  for (int v = version + 1; v <= kSchemaVersion; ++v) {
+    std::string sql = std::string("BEGIN;") + kMigrations[v - 1] +
+                      "INSERT OR REPLACE INTO meta VALUES('schema_version','" + std::to_string(v) + "');COMMIT;";
+    if (auto s = exec(db, sql.c_str()); !s) {
+      exec(db, "ROLLBACK");
+      return make_error(Errc::io, "migration to schema " + std::to_string(v) + " failed: " + s.error().message);
+    }
+  }
+  auto prep = [&](Stmt& s, const char* sql) { return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s.s, nullptr) == SQLITE_OK; };
+  if (!prep(st->st_->insert_event,
+            "INSERT OR IGNORE INTO events(id,type,ts_ns,job,step,task,restart,node,sender_uid,attrs,received_ns)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?)") ||
+      !prep(st->st_->upsert_job,
+            "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?2,1) ON CONFLICT(job) DO UPDATE SET"
+            " last_ns=max(last_ns,?2), events=events+1") ||
+      !prep(st->st_->set_owner, "UPDATE jobs SET uid=?2, user=?3, label=coalesce(?4,label) WHERE job=?1 AND uid IS NULL") ||
+      !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1 AND state NOT IN ('COMPLETED','FAILED','CANCELLED')") ||
+      !prep(st->st_->owner, "SELECT uid FROM jobs WHERE job=? AND uid IS NOT NULL") ||
+      !prep(st->st_->count, "SELECT count(*) FROM events"))
+    return db_error(db, "prepare");
+  return st;
+}
+
+int Store::schema_version() {
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key='schema_version'", -1, &s.s, nullptr) != SQLITE_OK)
+    return 0;
+  return sqlite3_step(s.s) == SQLITE_ROW ? std::atoi(text_col(s.s, 0).c_str()) : 0;
+}
+
+Status Store::begin() { return exec(db_, "BEGIN IMMEDIATE"); }
+Status Store::commit() { return exec(db_, "COMMIT"); }
+void Store::rollback() { exec(db_, "ROLLBACK"); }
+
+Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64_t received_ns) {
+  sqlite3_stmt* s = st_->insert_event.s;
+  sqlite3_reset(s);
+  sqlite3_bind_blob(s, 1, e.id.data(), static_cast<int>(e.id.size()), SQLITE_STATIC);
+  sqlite3_bind_int(s, 2, static_cast<int>(e.type));
+  sqlite3_bind_int64(s, 3, e.ts_ns);
+  sqlite3_bind_int64(s, 4, e.job);
+  if (e.step != kNoStep) sqlite3_bind_int64(s, 5, e.step); else sqlite3_bind_null(s, 5);
+  if (e.task >= 0) sqlite3_bind_int(s, 6, e.task); else sqlite3_bind_null(s, 6);
+  sqlite3_bind_int64(s, 7, e.restart);
+  if (!e.node.empty()) sqlite3_bind_text(s, 8, e.node.c_str(), -1, SQLITE_STATIC); else sqlite3_bind_null(s, 8);
+  sqlite3_bind_int64(s, 9, sender_uid);
+  std::string attrs = e.attrs.empty() ? std::string() : e.attrs.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (!attrs.empty()) sqlite3_bind_text(s, 10, attrs.c_str(), -1, SQLITE_STATIC); else sqlite3_bind_null(s, 10);
+  sqlite3_bind_int64(s, 11, received_ns);
+  if (sqlite3_step(s) != SQLITE_DONE) return db_error(db_, "insert event");
+  if (sqlite3_changes(db_) == 0) return InsertOutcome::duplicate;
+
+  sqlite3_stmt* u = st_->upsert_job.s;
+  sqlite3_reset(u);
+  sqlite3_bind_int64(u, 1, e.job);
+  sqlite3_bind_int64(u, 2, e.ts_ns);
+  if (sqlite3_step(u) != SQLITE_DONE) return db_error(db_, "upsert job");
+  // Ownership comes only from Slurm's own processes (root), which read the
+  // job's uid from slurmstepd; see docs/adr/0005-authorisation.md.
+  if (sender_uid == 0 && e.attrs.contains("uid") && e.attrs["uid"].is_number_integer() && e.attrs["uid"].get<std::int64_t>() >= 0) {
+    sqlite3_stmt* o = st_->set_owner.s;
+    sqlite3_reset(o);
+    sqlite3_bind_int64(o, 1, e.job);
+    sqlite3_bind_int64(o, 2, e.attrs["uid"].get<std::int64_t>());
+    std::string user = e.attrs.value("user", std::string());
+    std::string label = e.attrs.value("label", std::string());
+    sqlite3_bind_text(o, 3, user.c_str(), -1, SQLITE_TRANSIENT);
+    if (!label.empty()) sqlite3_bind_text(o, 4, label.c_str(), -1, SQLITE_TRANSIENT); else sqlite3_bind_null(o, 4);
+    if (sqlite3_step(o) != SQLITE_DONE) return db_error(db_, "set owner");
+  }
+  if (const char* state = state_after(e.type)) {
+    sqlite3_stmt* t = st_->set_state.s;
+    sqlite3_reset(t);
+    sqlite3_bind_int64(t, 1, e.job);
+    sqlite3_bind_text(t, 2, state, -1, SQLITE_STATIC);
+    if (sqlite3_step(t) != SQLITE_DONE) return db_error(db_, "set state");
+  }
+  return InsertOutcome::stored;
+}
+
+std::optional<uid_t> Store::job_owner(std::uint32_t job) {
+  sqlite3_stmt* s = st_->owner.s;
+  sqlite3_reset(s);
+  sqlite3_bind_int64(s, 1, job);
+  if (sqlite3_step(s) == SQLITE_ROW) return static_cast<uid_t>(sqlite3_column_int64(s, 0));
+  return std::nullopt;
+}
+
+std::int64_t Store::event_count() {
+  sqlite3_stmt* s = st_->count.s;
+  sqlite3_reset(s);
+  return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+}
+
+Result<std::vector<JobRow>> Store::jobs(std::optional<uid_t> only_uid, int limit) {
+  Stmt s;
+  const char* sql = only_uid
+      ? "SELECT job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,'') FROM jobs WHERE uid=?2 ORDER BY job DESC LIMIT ?1"
+      : "SELECT job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,'') FROM jobs ORDER BY job DESC LIMIT ?1";
+  if (sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "jobs");
+  sqlite3_bind_int(s.s, 1, limit);
+  if (only_uid) sqlite3_bind_int64(s.s, 2, *only_uid);
+  std::vector<JobRow> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW) {
+    JobRow r;
+    r.job = static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0));
+    r.uid = static_cast<uid_t>(sqlite3_column_int64(s.s, 1));
+    r.user = text_col(s.s, 2);
+    r.state = text_col(s.s, 3);
+    r.first_ns = sqlite3_column_int64(s.s, 4);
+    r.last_ns = sqlite3_column_int64(s.s, 5);
+    r.events = sqlite3_column_int64(s.s, 6);
+    r.label = text_col(s.s, 7);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job, std::int64_t after_seq, int limit,
+                                               std::optional<uid_t> only_uid) {
+  Stmt s;
+  std::string sql =
+      "SELECT e.seq,e.id,e.type,e.ts_ns,e.job,e.step,e.task,e.restart,e.node,e.sender_uid,e.attrs,e.received_ns"
+      " FROM events e LEFT JOIN jobs j ON j.job=e.job WHERE e.seq>?1";
+  if (job) sql += " AND e.job=?3";
+  if (only_uid) sql += " AND j.uid=?4";
+  sql += " ORDER BY e.seq LIMIT ?2";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "events");
+  sqlite3_bind_int64(s.s, 1, after_seq);
+  sqlite3_bind_int(s.s, 2, limit);
+  if (job) sqlite3_bind_int64(s.s, 3, *job);
+  if (only_uid) sqlite3_bind_int64(s.s, 4, *only_uid);
+  std::vector<StoredEvent> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW) {
+    StoredEvent r;
+    r.seq = sqlite3_column_int64(s.s, 0);
+    if (sqlite3_column_bytes(s.s, 1) == 16) std::memcpy(r.event.id.data(), sqlite3_column_blob(s.s, 1), 16);
+    r.event.type = static_cast<EventType>(sqlite3_column_int(s.s, 2));
+    r.event.ts_ns = sqlite3_column_int64(s.s, 3);
+    r.event.job = static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 4));
+    r.event.step = sqlite3_column_type(s.s, 5) == SQLITE_NULL ? kNoStep : static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 5));
+    r.event.task = sqlite3_column_type(s.s, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(s.s, 6);
+    r.event.restart = static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 7));
+    r.event.node = text_col(s.s, 8);
+    r.sender_uid = static_cast<uid_t>(sqlite3_column_int64(s.s, 9));
+    std::string attrs = text_col(s.s, 10);
+    r.event.attrs = attrs.empty() ? json::object() : json::parse(attrs, nullptr, false);
+    r.received_ns = sqlite3_column_int64(s.s, 11);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace vigil::controller

@@ -1,0 +1,73 @@
+// store.hpp — vigild's durable record: SQLite in WAL mode.
+//
+// Every accepted event lands in `events` under its 16-byte id (UNIQUE), so a
+// replayed event is recognised and has no second effect. Writers batch many
+// events into one transaction (group commit); an event is acknowledged to its
+// sender only after that transaction commits. Schema changes are numbered
+// migrations recorded in `meta.schema_version` (docs/adr/0004-store.md).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vigil/message.hpp"
+#include "vigil/result.hpp"
+
+struct sqlite3;
+
+namespace vigil::controller {
+
+inline constexpr int kSchemaVersion = 1;
+
+struct StoredEvent {
+  std::int64_t seq = 0;  // arrival order in this store
+  Event event;
+  uid_t sender_uid = 0;
+  std::int64_t received_ns = 0;
+};
+
+struct JobRow {
+  std::uint32_t job = 0;
+  uid_t uid = 0;
+  std::string user;
+  std::string state;
+  std::int64_t first_ns = 0;
+  std::int64_t last_ns = 0;
+  std::int64_t events = 0;
+  std::string label;
+};
+
+enum class InsertOutcome { stored, duplicate };
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> open(const std::string& path);
+  ~Store();
+
+  Status begin();
+  Status commit();
+  void rollback();
+  // Inside a transaction. `job_uid` is the owner to record when the event
+  // establishes ownership (a start event from Slurm's own processes).
+  Result<InsertOutcome> insert(const Event& e, uid_t sender_uid, std::int64_t received_ns);
+
+  std::optional<uid_t> job_owner(std::uint32_t job);
+  Result<std::vector<JobRow>> jobs(std::optional<uid_t> only_uid, int limit);
+  Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
+                                          int limit, std::optional<uid_t> only_uid);
+  std::int64_t event_count();
+  int schema_version();
+
+ private:
+  explicit Store(sqlite3* db);
+  struct Stmts;
+  sqlite3* db_;
+  std::unique_ptr<Stmts> st_;
+};
+
+}  // namespace vigil::controller
