@@ -1,0 +1,268 @@
+// Intake against a real munged: sessions, idempotent ingest, and every way a
+// hostile or broken client can misbehave — each rejected with a reason, none
+// able to stop intake for others.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+#include <zmq.hpp>
+
+#include "../../support/private_munged.hpp"
+#include "intake.hpp"
+#include "vigil/client.hpp"
+#include "vigil/munge_auth.hpp"
+#include "vigil/wire.hpp"
+
+using namespace vigil;
+using namespace vigil::controller;
+
+namespace {
+
+class IntakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/vigil-intake-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto st = Store::open(dir_ + "/v.db");
+    ASSERT_TRUE(st.ok()) << st.error().what();
+    store_ = std::move(st).value();
+    Config cfg;
+    cfg.listen = "tcp://127.0.0.1:0";
+    cfg.munge_socket = munged_.socket();
+    intake_ = std::make_unique<Intake>(cfg, *store_);
+    auto ep = intake_->bind();
+    ASSERT_TRUE(ep.ok()) << ep.error().what();
+    endpoint_ = *ep;
+    loop_ = std::thread([this] { intake_->run(stop_); });
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (loop_.joinable()) loop_.join();
+    intake_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  ClientOptions opts() const {
+    ClientOptions o;
+    o.endpoint = endpoint_;
+    o.munge_socket = munged_.socket();
+    o.role = "plugin";
+    return o;
+  }
+
+  // A raw DEALER for hand-made frames; returns the decoded answer.
+  struct Raw {
+    zmq::context_t ctx{1};
+    zmq::socket_t s{ctx, zmq::socket_type::dealer};
+    explicit Raw(const std::string& ep) {
+      s.set(zmq::sockopt::linger, 0);
+      s.set(zmq::sockopt::rcvtimeo, 3000);
+      s.connect(ep);
+    }
+    std::string ask(const std::string& frame) {
+      s.send(zmq::buffer(frame), zmq::send_flags::none);
+      zmq::message_t m;
+      if (!s.recv(m)) return {};
+      return m.to_string();
+    }
+  };
+
+  static Errc error_code_of(const std::string& answer) {
+    auto f = decode_frame(answer);
+    if (!f || f->header.kind != FrameKind::error) return Errc::ok;
+    return decode_error_body(f->body).code;
+  }
+
+  // HELLO by hand: returns (session id, key) on success.
+  std::pair<std::uint64_t, std::unique_ptr<HmacKey>> hello(Raw& raw, const std::string& cred_payload_key_role = "plugin") {
+    HelloPayload hp;
+    hp.key = random_key();
+    hp.role = cred_payload_key_role;
+    auto cred = MungeAuth(munged_.socket()).encode(encode_hello_payload(hp));
+    EXPECT_TRUE(cred.ok());
+    auto ans = raw.ask(encode_frame(FrameKind::hello, 0, 1, cbor_encode(json{{"cred", *cred}}), nullptr));
+    auto f = decode_frame(ans);
+    EXPECT_TRUE(f.ok());
+    EXPECT_EQ(f->header.kind, FrameKind::welcome);
+    return {f->header.session, std::make_unique<HmacKey>(hp.key)};
+  }
+
+  static Event start_event(std::uint32_t job, std::int64_t uid) {
+    Event e;
+    e.id = new_event_id();
+    e.type = EventType::step_start;
+    e.ts_ns = 1;
+    e.job = job;
+    e.step = 0;
+    e.node = "n1";
+    e.attrs = {{"uid", uid}, {"user", "someone"}};
+    return e;
+  }
+
+  void expect_still_serving() {
+    Client c(opts());
+    auto r = c.request({{"op", "status"}});
+    ASSERT_TRUE(r.ok()) << "intake stopped serving: " << r.error().what();
+  }
+
+  vigil::testing::PrivateMunged munged_;
+  std::string dir_, endpoint_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Intake> intake_;
+  std::atomic<bool> stop_{false};
+  std::thread loop_;
+};
+
+}  // namespace
+
+TEST_F(IntakeTest, StoresOnceAndAcksDuplicates) {
+  Client c(opts());
+  ASSERT_TRUE(c.connect().ok());
+  Event e = start_event(100, 1001);
+  auto a = c.send_batch({e});
+  ASSERT_TRUE(a.ok()) << a.error().what();
+  EXPECT_EQ(a->stored, 1u);
+  auto b = c.send_batch({e});  // a replay from a spool
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->stored, 0u);
+  EXPECT_EQ(b->duplicates, 1u);
+  auto job = c.request({{"op", "job"}, {"job", 100}});
+  ASSERT_TRUE(job.ok()) << job.error().what();
+  EXPECT_EQ((*job)["uid"], 1001);
+  EXPECT_EQ((*job)["timeline"].size(), 1u);
+}
+
+TEST_F(IntakeTest, ForgedTagRejected) {
+  Raw raw(endpoint_);
+  auto [sid, key] = hello(raw);
+  HmacKey wrong(random_key());
+  auto ans = raw.ask(encode_frame(FrameKind::batch, sid, 2, encode_batch({start_event(1, 0)}), &wrong));
+  EXPECT_EQ(error_code_of(ans), Errc::bad_tag);
+  EXPECT_EQ(store_->event_count(), 0);
+  expect_still_serving();
+}
+
+TEST_F(IntakeTest, ReplayedFrameRejected) {
+  Raw raw(endpoint_);
+  auto [sid, key] = hello(raw);
+  std::string frame = encode_frame(FrameKind::batch, sid, 2, encode_batch({start_event(1, 0)}), key.get());
+  auto first = decode_frame(raw.ask(frame));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->header.kind, FrameKind::ack);
+  EXPECT_EQ(error_code_of(raw.ask(frame)), Errc::replayed);
+  EXPECT_EQ(store_->event_count(), 1);
+}
+
+TEST_F(IntakeTest, ReplayedCredentialRejected) {
+  HelloPayload hp;
+  hp.key = random_key();
+  hp.role = "cli";
+  auto cred = MungeAuth(munged_.socket()).encode(encode_hello_payload(hp));
+  ASSERT_TRUE(cred.ok());
+  const std::string frame = encode_frame(FrameKind::hello, 0, 1, cbor_encode(json{{"cred", *cred}}), nullptr);
+  Raw raw(endpoint_);
+  auto ok = decode_frame(raw.ask(frame));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->header.kind, FrameKind::welcome);
+  Raw thief(endpoint_);
+  EXPECT_EQ(error_code_of(thief.ask(frame)), Errc::replayed);
+}
+
+TEST_F(IntakeTest, ExpiredCredentialRejected) {
+  HelloPayload hp;
+  hp.key = random_key();
+  hp.role = "cli";
+  auto cred = MungeAuth(munged_.socket(), /*ttl_seconds=*/1).encode(encode_hello_payload(hp));
+  ASSERT_TRUE(cred.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  Raw raw(endpoint_);
+  EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::hello, 0, 1, cbor_encode(json{{"cred", *cred}}), nullptr))),
+            Errc::expired);
+}
+
+TEST_F(IntakeTest, CredentialFromAnotherRealmRejected) {
+  vigil::testing::PrivateMunged forger;  // a munged with a different key
+  HelloPayload hp;
+  hp.key = random_key();
+  hp.role = "plugin";
+  auto cred = MungeAuth(forger.socket()).encode(encode_hello_payload(hp));
+  ASSERT_TRUE(cred.ok());
+  Raw raw(endpoint_);
+  EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::hello, 0, 1, cbor_encode(json{{"cred", *cred}}), nullptr))),
+            Errc::unauthenticated);
+  Raw raw2(endpoint_);
+  EXPECT_EQ(error_code_of(raw2.ask(encode_frame(FrameKind::hello, 0, 1, cbor_encode(json{{"cred", "MUNGE:garbage:"}}), nullptr))),
+            Errc::unauthenticated);
+  expect_still_serving();
+}
+
+TEST_F(IntakeTest, MalformedFramesRejectedWithReasons) {
+  Raw raw(endpoint_);
+  EXPECT_EQ(error_code_of(raw.ask("not a frame at all, definitely longer than 32 bytes")), Errc::malformed);
+  EXPECT_EQ(error_code_of(raw.ask("short")), Errc::truncated);
+  std::string v2 = encode_frame(FrameKind::hello, 0, 1, "x", nullptr);
+  v2[4] = 2;
+  EXPECT_EQ(error_code_of(raw.ask(v2)), Errc::bad_version);
+  EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::hello, 0, 1, "\xff\xff", nullptr))), Errc::malformed);
+  HmacKey k(random_key());
+  EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::batch, 12345, 1, "x", &k))), Errc::unknown_session);
+  EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::ack, 0, 1, "x", &k))), Errc::bad_kind);  // servers send acks
+  // Oversized: libzmq drops the connection (maxmsgsize); others are unaffected.
+  {
+    Raw big(endpoint_);
+    big.s.send(zmq::buffer(std::string(kMaxFrame + 100, 'V')), zmq::send_flags::none);
+  }
+  expect_still_serving();
+  auto status = Client(opts()).request({{"op", "status"}});
+  ASSERT_TRUE(status.ok());
+  EXPECT_GE((*status)["rejected"]["malformed"].get<int>(), 2);
+  EXPECT_GE((*status)["rejected"]["truncated"].get<int>(), 1);
+}
+
+TEST_F(IntakeTest, UsersReportOnlyIntoTheirOwnJobs) {
+  {
+    Client root(opts());
+    ASSERT_TRUE(root.send_batch({start_event(200, 65534), start_event(201, 1001)}).ok());
+  }
+  // A child process as `nobody` (uid 65534) gets its own MUNGE identity.
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    ClientOptions o = opts();
+    o.role = "sdk";
+    Client c(o);
+    auto ev = [](std::uint32_t job, EventType t) {
+      Event e;
+      e.id = new_event_id();
+      e.type = t;
+      e.ts_ns = 2;
+      e.job = job;
+      e.attrs = {{"name", "x"}, {"v", 1.0}};
+      return e;
+    };
+    auto a = c.send_batch({ev(200, EventType::result), ev(201, EventType::result), ev(200, EventType::task_exit),
+                           ev(999, EventType::result)});
+    std::string out = a ? std::to_string(a->stored) + " " + std::to_string(a->rejected.size()) : a.error().what();
+    if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
+    auto other = c.request({{"op", "job"}, {"job", 201}});
+    const char* verdict = other ? "READ" : (other.error().code == Errc::denied ? "DENIED" : "ERR");
+    if (write(pipefd[1], " ", 1) < 0 || write(pipefd[1], verdict, std::strlen(verdict)) < 0) _exit(12);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  char buf[256] = {};
+  std::string got;
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << got;
+  // own job's result stored; other user's job, a lifecycle event, an unknown job: rejected
+  EXPECT_EQ(got, "1 3 DENIED");
+}
