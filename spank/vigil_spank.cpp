@@ -27,6 +27,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "hostlist.hpp"
 #include "options.hpp"
 #include "reporter.hpp"
 
@@ -127,11 +128,16 @@ std::string job_env(spank_t sp, const char* name) {
   return "";
 }
 
-// The Slurm node name: emulated nodes share one hostname, so ask Slurm.
-std::string node_name(spank_t sp) {
-  std::string n = job_env(sp, "SLURMD_NODENAME");
-  if (!n.empty()) return n;
-  if (const char* e = getenv("SLURMD_NODENAME")) return e;
+// The Slurm node name. slurmstepd knows its index in the step (S_JOB_NODEID)
+// and the job environment carries the step's node list; emulated nodes share
+// one hostname, and SLURMD_NODENAME in the job env is the submitting node's.
+std::string node_name(spank_t sp, bool batch) {
+  std::uint32_t nodeid = 0;
+  const std::string list = job_env(sp, batch ? "SLURM_JOB_NODELIST" : "SLURM_STEP_NODELIST");
+  if (!list.empty() && spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS) {
+    auto names = expand_hostlist(list);
+    if (names && nodeid < names->size()) return (*names)[nodeid];
+  }
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   return host;
@@ -173,8 +179,8 @@ int remote_init_post_opt(spank_t sp) {
   spank_get_item(sp, S_JOB_UID, &uid);
   spank_get_item(sp, S_JOB_GID, &gid);
   if (spank_get_item(sp, S_SLURM_RESTART_COUNT, &rc) != ESPANK_SUCCESS) rc = 0;
-  s.id = {job, step, rc, node_name(sp)};
   s.batch_step = step == kBatchStep;
+  s.id = {job, step, rc, node_name(sp, s.batch_step)};
   s.reporter = std::make_unique<Reporter>(s.site, s.opts, s.id);
 
   std::string user;
