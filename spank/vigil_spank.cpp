@@ -21,6 +21,8 @@ extern "C" {
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -76,6 +78,15 @@ int guarded(const char* hook, F&& f) noexcept {
   return 0;
 }
 
+// How Slurm carries option i of this plugin in a job's environment (and reads
+// it back in sbatch/srun/slurmstepd: the documented env route for options).
+std::string option_env_name(std::size_t i) {
+  std::string name = std::string("vigil_") + option_specs()[i].name;
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return "SLURM_SPANK__SLURM_SPANK_OPTION_vigil_" + name;
+}
+
 // One option callback for all options: `val` indexes option_specs().
 int option_cb(int val, const char* optarg, int /*remote*/) {
   return guarded("option", [&] {
@@ -87,6 +98,27 @@ int option_cb(int val, const char* optarg, int /*remote*/) {
     }
     return 0;
   });
+}
+
+// sbatch/salloc/srun, in init, before Slurm reads options from the environment.
+//  * A nested sbatch/salloc inside a running job would silently copy the outer
+//    job's options (they travel in its environment): drop them. srun keeps
+//    them — its steps belong to the same job.
+//  * Friendly environment names, like Slurm's own input variables:
+//    SBATCH_VIGIL_<NAME> (sbatch), SALLOC_VIGIL_<NAME> (salloc),
+//    SLURM_VIGIL_<NAME> (srun), e.g. SBATCH_VIGIL_HEARTBEAT=2. They are mapped
+//    onto Slurm's option variable; command-line and #SBATCH values still win.
+void prepare_option_environment(spank_context_t ctx) {
+  const std::string prog = program_invocation_short_name;
+  const bool allocator = ctx == S_CTX_ALLOCATOR;
+  if (allocator && getenv("SLURM_JOB_ID") != nullptr)
+    for (std::size_t i = 0; i < option_specs().size(); ++i) unsetenv(option_env_name(i).c_str());
+  const std::string prefix = prog == "salloc" ? "SALLOC_VIGIL_" : allocator ? "SBATCH_VIGIL_" : "SLURM_VIGIL_";
+  for (std::size_t i = 0; i < option_specs().size(); ++i) {
+    std::string var = prefix + option_specs()[i].name;
+    for (char& c : var) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* v = getenv(var.c_str())) setenv(option_env_name(i).c_str(), v, 1);
+  }
 }
 
 void register_options(spank_t sp) {
@@ -219,6 +251,8 @@ __attribute__((visibility("default"))) int slurm_spank_init(spank_t sp, int ac, 
     state().site = parse_site_args(args, warnings);
     if (spank_context() != S_CTX_SLURMD)  // slurmd proper has no job options
       for (const auto& w : warnings) slurm_error("vigil: %s", w.c_str());
+    const spank_context_t ctx = spank_context();
+    if (ctx == S_CTX_ALLOCATOR || ctx == S_CTX_LOCAL) prepare_option_environment(ctx);
     register_options(sp);
     return 0;
   });
