@@ -11,7 +11,7 @@ from vigil_cluster import PLUGIN, VIGILD, Cluster, Vigild
 
 # Each module gets its own port range so a lingering socket of the previous
 # module can never be mistaken for this one's daemons.
-_ports = itertools.count(17000, 200)
+_ports = itertools.count(int(os.environ.get("VIGIL_E2E_PORT_BASE", "21000")), 200)
 
 
 @pytest.fixture(scope="module")

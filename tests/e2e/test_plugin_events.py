@@ -1,0 +1,121 @@
+"""What Vigil sees of real jobs: lifecycle events with hardware, heartbeats,
+identity, authorisation, and a vigild outage the job never notices."""
+import collections
+import statistics
+import time
+
+from vigil_cluster import vigil, wait_for
+
+MULTI = """#!/bin/bash
+#SBATCH -N 3
+#SBATCH --ntasks-per-node=2
+#SBATCH --vigil-heartbeat=1
+#SBATCH --vigil-label=e2e/multi
+srun bash -c 'sleep 4'
+"""
+
+
+def events_of(cluster, jid, user=None):
+    return vigil(cluster, "show", str(jid), user=user)["timeline"]
+
+
+def test_multi_node_step_one_start_and_exit_per_task(cluster, vigild):
+    jid = cluster.sbatch(MULTI)
+    assert cluster.wait_job(jid, timeout=90) == "COMPLETED"
+    tl = wait_for(lambda: (lambda t: t if any(e["type"] == "job_end" for e in t) else None)(events_of(cluster, jid)),
+                  what="job_end event")
+    step0 = [e for e in tl if e.get("step") == 0]
+    starts = collections.Counter(e["task"] for e in step0 if e["type"] == "task_start")
+    exits = collections.Counter(e["task"] for e in step0 if e["type"] == "task_exit")
+    assert starts == {t: 1 for t in range(6)}
+    assert exits == {t: 1 for t in range(6)}
+    assert all(e["attrs"]["exit_code"] == 0 for e in step0 if e["type"] == "task_exit")
+    # tasks 0,1 on n1, 2,3 on n2, 4,5 on n3 (block distribution)
+    assert {e["task"]: e["node"] for e in step0 if e["type"] == "task_start"} == \
+        {0: "n1", 1: "n1", 2: "n2", 3: "n2", 4: "n3", 5: "n3"}
+    step_starts = [e for e in step0 if e["type"] == "step_start"]
+    assert sorted(e["node"] for e in step_starts) == ["n1", "n2", "n3"]
+    for e in step_starts:
+        hw = e["attrs"]["hardware"]
+        assert hw["nnodes"] == 3 and hw["local_tasks"] == 2
+        assert hw["cpu_model"] and hw["kernel"].startswith("Linux")
+        assert e["attrs"]["uid"] == 0 and e["attrs"]["label"] == "e2e/multi"
+        assert e["attrs"]["options"]["heartbeat_s"] == 1
+    assert [e["type"] for e in tl if e.get("step") == 0xfffffffb and e["type"] in ("job_start", "job_end")] == \
+        ["job_start", "job_end"]
+    job = vigil(cluster, "show", str(jid))
+    assert job["state"] == "COMPLETED" and job["label"] == "e2e/multi"
+
+
+def test_heartbeats_from_every_node_at_the_configured_cadence(cluster, vigild):
+    jid = cluster.sbatch(MULTI.replace("sleep 4", "sleep 6"))
+    assert cluster.wait_job(jid, timeout=90) == "COMPLETED"
+    tl = events_of(cluster, jid)
+    by_node = collections.defaultdict(list)
+    for e in tl:
+        if e["type"] == "heartbeat" and e.get("step") == 0:
+            by_node[e["node"]].append(e["ts_ns"] / 1e9)
+    assert sorted(by_node) == ["n1", "n2", "n3"]
+    for node, ts in by_node.items():
+        assert len(ts) >= 5, f"{node}: only {len(ts)} heartbeats in a 6 s step at 1 s"
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        assert 0.9 <= statistics.median(gaps) <= 1.1, f"{node}: median gap {statistics.median(gaps):.3f}s"
+        assert max(gaps) < 2.0, f"{node}: a heartbeat gap of {max(gaps):.2f}s"
+    sample = next(e for e in tl if e["type"] == "heartbeat" and e.get("step") == 0)["attrs"]
+    assert sample["tasks"] == 2 and sample["rss_bytes"] > 0 and "cpu_s" in sample
+
+
+def test_user_identity_and_authorisation(cluster, vigild):
+    jid = cluster.sbatch("#!/bin/bash\n#SBATCH --vigil-label=alice-study\nsleep 1\n", user="vigil-alice")
+    assert cluster.wait_job(jid) == "COMPLETED"
+    mine = wait_for(lambda: vigil(cluster, "show", str(jid), user="vigil-alice"), what="alice sees her job")
+    assert mine["user"] == "vigil-alice"
+    start = next(e for e in mine["timeline"] if e["type"] == "job_start")
+    import pwd
+    assert start["attrs"]["uid"] == pwd.getpwnam("vigil-alice").pw_uid
+    # bob can neither read alice's job nor see it listed
+    r = vigil(cluster, "show", str(jid), user="vigil-bob", check=False, as_json=False)
+    assert r.returncode != 0 and "denied" in r.stderr
+    assert all(j["job"] != jid for j in vigil(cluster, "jobs", user="vigil-bob"))
+    # root (admin) sees it
+    assert any(j["job"] == jid for j in vigil(cluster, "jobs"))
+
+
+def test_nested_sbatch_does_not_inherit_options(cluster, vigild):
+    outer = cluster.sbatch("#!/bin/bash\n#SBATCH --vigil-label=outer --vigil-heartbeat=2\n"
+                           f"sbatch --parsable -D {cluster.dir / 'jobs'} --wrap 'sleep 1' > inner.id\nsleep 1\n")
+    assert cluster.wait_job(outer) == "COMPLETED"
+    inner = int((cluster.dir / "jobs" / "inner.id").read_text().strip())
+    assert cluster.wait_job(inner) == "COMPLETED"
+    start = wait_for(lambda: next((e for e in events_of(cluster, inner) if e["type"] == "job_start"), None),
+                     what="inner job_start")
+    assert "label" not in start["attrs"]
+    assert start["attrs"]["options"]["heartbeat_s"] == 5  # the site default, not the outer job's 2
+
+
+def test_vigild_outage_does_not_touch_the_job_and_loses_nothing(cluster, vigild):
+    jid = cluster.sbatch("#!/bin/bash\n#SBATCH -N 2\n#SBATCH --vigil-heartbeat=1\n"
+                         "srun -N2 bash -c 'sleep 8; echo done-$SLURM_PROCID'\n")
+    wait_for(lambda: cluster.job_state(jid) == "RUNNING", what="job running")
+    time.sleep(1)
+    vigild.stop()
+    down_at = time.time()
+    time.sleep(4)
+    vigild.start()
+    up_at = time.time()
+    assert cluster.wait_job(jid, timeout=60) == "COMPLETED"
+    assert sorted(cluster.job_output(jid).split()) == ["done-0", "done-1"]
+    tl = wait_for(lambda: (lambda t: t if any(e["type"] == "job_end" for e in t) else None)(events_of(cluster, jid)),
+                  what="all events after the outage")
+    ids = [e["id"] for e in tl]
+    assert len(ids) == len(set(ids)), "an event was stored twice"
+    step0 = [e for e in tl if e.get("step") == 0]
+    assert collections.Counter(e["type"] for e in step0 if e["type"] != "heartbeat") == \
+        {"step_start": 2, "task_start": 2, "task_exit": 2, "step_end": 2}
+    # heartbeats made while vigild was down arrived later, from both nodes
+    gap = [e for e in step0 if e["type"] == "heartbeat" and down_at + 0.5 < e["ts_ns"] / 1e9 < up_at - 0.5]
+    assert {e["node"] for e in gap} == {"n1", "n2"}
+    # each node's events arrived in the order they happened
+    for node in ("n1", "n2"):
+        mine = [e for e in step0 if e["node"] == node]
+        assert [e["ts_ns"] for e in mine] == sorted(e["ts_ns"] for e in mine)
