@@ -43,7 +43,7 @@ Status Spool::append(const std::vector<Event>& events) {
   if (!fs::exists(path_, ec)) buf.append(kMagic, sizeof kMagic);
   std::uint64_t kept = 0;
   for (const Event& e : events) {
-    std::string rec = cbor_encode(event_to_json(e));
+    std::string rec = encode_event(e);
     if (used + buf.size() + rec.size() + 4 > max_bytes_) {
       dropped_++;
       continue;

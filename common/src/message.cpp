@@ -153,61 +153,125 @@ json event_to_json(const Event& e) {
 
 Result<Event> event_from_json(const json& j) {
   if (!j.is_object()) return bad("event is not a map");
-  static constexpr const char* kKnown[] = {"id", "t", "ts", "job", "step", "task", "rc", "node", "a"};
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    bool known = false;
-    for (const char* k : kKnown) known = known || it.key() == k;
-    if (!known) return bad("event has unknown field '" + it.key() + "'");
-  }
   Event e;
-  const json* id = field(j, "id");
-  if (!id || !id->is_binary() || id->get_binary().size() != e.id.size())
-    return bad("event field 'id' must be 16 bytes");
-  std::memcpy(e.id.data(), id->get_binary().data(), e.id.size());
-  const json* t = field(j, "t");
-  if (!t || !t->is_number_unsigned()) return bad("event field 't' must be an unsigned integer");
-  const auto tv = t->get<std::uint64_t>();
-  if (tv < 1 || tv > kMaxEventType)
-    return make_error(Errc::bad_kind, "unknown event type " + std::to_string(tv));
-  e.type = static_cast<EventType>(tv);
-  const json* ts = field(j, "ts");
-  if (!ts || !ts->is_number_integer()) return bad("event field 'ts' must be an integer");
-  e.ts_ns = ts->get<std::int64_t>();
-  const json* job = field(j, "job");
-  if (!job || !job->is_number_unsigned() || job->get<std::uint64_t>() > 0xffffffffu)
-    return bad("event field 'job' must be a 32-bit unsigned integer");
-  e.job = job->get<std::uint32_t>();
-  if (const json* s = field(j, "step")) {
-    if (!s->is_number_unsigned() || s->get<std::uint64_t>() > 0xffffffffu)
-      return bad("event field 'step' must be a 32-bit unsigned integer");
-    e.step = s->get<std::uint32_t>();
+  bool have_id = false, have_t = false, have_ts = false, have_job = false;
+  auto u32 = [](const json& v) { return v.is_number_unsigned() && v.get<std::uint64_t>() <= 0xffffffffu; };
+  // One pass over the fields: unknown fields are errors (strict v1).
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = *it;
+    if (k == "id") {
+      if (!v.is_binary() || v.get_binary().size() != e.id.size()) return bad("event field 'id' must be 16 bytes");
+      std::memcpy(e.id.data(), v.get_binary().data(), e.id.size());
+      have_id = true;
+    } else if (k == "t") {
+      if (!v.is_number_unsigned()) return bad("event field 't' must be an unsigned integer");
+      const auto tv = v.get<std::uint64_t>();
+      if (tv < 1 || tv > kMaxEventType) return make_error(Errc::bad_kind, "unknown event type " + std::to_string(tv));
+      e.type = static_cast<EventType>(tv);
+      have_t = true;
+    } else if (k == "ts") {
+      if (!v.is_number_integer()) return bad("event field 'ts' must be an integer");
+      e.ts_ns = v.get<std::int64_t>();
+      have_ts = true;
+    } else if (k == "job") {
+      if (!u32(v)) return bad("event field 'job' must be a 32-bit unsigned integer");
+      e.job = v.get<std::uint32_t>();
+      have_job = true;
+    } else if (k == "step") {
+      if (!u32(v)) return bad("event field 'step' must be a 32-bit unsigned integer");
+      e.step = v.get<std::uint32_t>();
+    } else if (k == "task") {
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 0x7fffffff)
+        return bad("event field 'task' must be a non-negative 32-bit integer");
+      e.task = v.get<std::int32_t>();
+    } else if (k == "rc") {
+      if (!u32(v)) return bad("event field 'rc' must be a 32-bit unsigned integer");
+      e.restart = v.get<std::uint32_t>();
+    } else if (k == "node") {
+      if (!v.is_string() || v.get_ref<const std::string&>().size() > kMaxNodeName)
+        return bad("event field 'node' must be a string of at most 64 bytes");
+      e.node = v.get<std::string>();
+    } else if (k == "a") {
+      if (!v.is_object()) return bad("event field 'a' must be a map");
+      e.attrs = v;
+    } else {
+      return bad("event has unknown field '" + k + "'");
+    }
   }
-  if (const json* k = field(j, "task")) {
-    if (!k->is_number_integer() || k->get<std::int64_t>() < 0 || k->get<std::int64_t>() > 0x7fffffff)
-      return bad("event field 'task' must be a non-negative 32-bit integer");
-    e.task = k->get<std::int32_t>();
-  }
-  if (const json* rc = field(j, "rc")) {
-    if (!rc->is_number_unsigned() || rc->get<std::uint64_t>() > 0xffffffffu)
-      return bad("event field 'rc' must be a 32-bit unsigned integer");
-    e.restart = rc->get<std::uint32_t>();
-  }
-  if (const json* n = field(j, "node")) {
-    if (!n->is_string() || n->get_ref<const std::string&>().size() > kMaxNodeName)
-      return bad("event field 'node' must be a string of at most 64 bytes");
-    e.node = n->get<std::string>();
-  }
-  if (const json* a = field(j, "a")) {
-    if (!a->is_object()) return bad("event field 'a' must be a map");
-    e.attrs = *a;
-  }
+  if (!have_id) return bad("event field 'id' must be 16 bytes");
+  if (!have_t) return bad("event field 't' must be an unsigned integer");
+  if (!have_ts) return bad("event field 'ts' must be an integer");
+  if (!have_job) return bad("event field 'job' must be a 32-bit unsigned integer");
   return e;
 }
 
+namespace {
+
+// Minimal CBOR writer for the event envelope: the hot path of every sender.
+// Writing the fixed fields directly avoids building a json DOM per event; the
+// free-form attrs map still goes through nlohmann's encoder.
+void cbor_head(std::string& out, std::uint8_t major, std::uint64_t v) {
+  const auto m = static_cast<char>(major << 5);
+  if (v < 24) {
+    out.push_back(static_cast<char>(m | static_cast<char>(v)));
+  } else if (v <= 0xff) {
+    out.push_back(static_cast<char>(m | 24));
+    out.push_back(static_cast<char>(v));
+  } else if (v <= 0xffff) {
+    out.push_back(static_cast<char>(m | 25));
+    for (int i = 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  } else if (v <= 0xffffffffu) {
+    out.push_back(static_cast<char>(m | 26));
+    for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  } else {
+    out.push_back(static_cast<char>(m | 27));
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+}
+void cbor_key(std::string& out, std::string_view k) {
+  cbor_head(out, 3, k.size());
+  out.append(k);
+}
+void cbor_int(std::string& out, std::int64_t v) {
+  if (v >= 0) cbor_head(out, 0, static_cast<std::uint64_t>(v));
+  else cbor_head(out, 1, static_cast<std::uint64_t>(-(v + 1)));
+}
+
+void encode_event_into(std::string& out, const Event& e) {
+  const bool step = e.step != kNoStep, task = e.task >= 0, rc = e.restart != 0, node = !e.node.empty(),
+             attrs = !e.attrs.empty();
+  cbor_head(out, 5, 4u + step + task + rc + node + attrs);
+  cbor_key(out, "id");
+  cbor_head(out, 2, e.id.size());
+  out.append(reinterpret_cast<const char*>(e.id.data()), e.id.size());
+  cbor_key(out, "t");
+  cbor_head(out, 0, static_cast<std::uint16_t>(e.type));
+  cbor_key(out, "ts");
+  cbor_int(out, e.ts_ns);
+  cbor_key(out, "job");
+  cbor_head(out, 0, e.job);
+  if (step) { cbor_key(out, "step"); cbor_head(out, 0, e.step); }
+  if (task) { cbor_key(out, "task"); cbor_head(out, 0, static_cast<std::uint64_t>(e.task)); }
+  if (rc) { cbor_key(out, "rc"); cbor_head(out, 0, e.restart); }
+  if (node) { cbor_key(out, "node"); cbor_head(out, 3, e.node.size()); out.append(e.node); }
+  if (attrs) { cbor_key(out, "a"); json::to_cbor(e.attrs, out); }
+}
+
+}  // namespace
+
+std::string encode_event(const Event& e) {
+  std::string out;
+  encode_event_into(out, e);
+  return out;
+}
+
 std::string encode_batch(const std::vector<Event>& events) {
-  json arr = json::array();
-  for (const Event& e : events) arr.push_back(event_to_json(e));
-  return cbor_encode(arr);
+  std::string out;
+  out.reserve(events.size() * 128);
+  cbor_head(out, 4, events.size());
+  for (const Event& e : events) encode_event_into(out, e);
+  return out;
 }
 
 Result<DecodedBatch> decode_batch(std::string_view body) {

@@ -28,7 +28,7 @@ wait_until() {
 # read_pid FILE: prints the pid stored in FILE if it is a plain number.
 read_pid() {
     local pid=""
-    [[ -r $1 ]] && read -r pid 2>/dev/null < "$1" || true
+    if [[ -r $1 ]]; then read -r pid 2>/dev/null < "$1" || true; fi
     [[ $pid =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
     return 0
 }

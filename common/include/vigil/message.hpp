@@ -64,6 +64,7 @@ struct Event {
 };
 
 json event_to_json(const Event& e);                   // CBOR-ready map
+std::string encode_event(const Event& e);             // CBOR, same map, no DOM
 Result<Event> event_from_json(const json& j);         // strict validation
 std::string encode_batch(const std::vector<Event>& events);
 // Decodes a batch; a structurally broken body fails whole, while a single bad

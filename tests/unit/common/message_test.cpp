@@ -121,3 +121,16 @@ TEST(Message, EventTypeNames) {
   }
   EXPECT_FALSE(event_type_from_name("nope").ok());
 }
+
+TEST(Message, DirectEncoderMatchesDomEncoder) {
+  Event full = sample();
+  Event minimal;
+  minimal.id = new_event_id();
+  minimal.ts_ns = -5;  // negative integers take CBOR's major type 1
+  minimal.job = 0xffffffffu;
+  for (const Event& e : {full, minimal}) {
+    auto direct = cbor_decode(encode_event(e));
+    ASSERT_TRUE(direct.ok()) << direct.error().what();
+    EXPECT_EQ(*direct, event_to_json(e));
+  }
+}
