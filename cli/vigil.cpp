@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "vigil/client.hpp"
+#include "vigil/sdk.h"
 
 using namespace vigil;
 
@@ -95,7 +96,32 @@ int main(int argc, char** argv) {
   bool follow = false;
   events->add_option("--job", ev_job, "only this job");
   events->add_flag("-f,--follow", follow, "keep printing new events");
+  auto* emit = app.add_subcommand("emit", "from inside a job: report a scalar (shell SDK)");
+  std::string emit_name, emit_units;
+  double emit_value = 0, emit_time = 0;
+  std::int64_t emit_step = 0;
+  emit->add_option("name", emit_name, "metric name")->required();
+  emit->add_option("value", emit_value, "value")->required();
+  emit->add_option("--step", emit_step, "simulation step");
+  emit->add_option("--sim-time", emit_time, "simulation time");
+  emit->add_option("--units", emit_units, "units");
   CLI11_PARSE(app, argc, argv);
+
+  if (emit->parsed()) {
+    // Same path as a C/C++/Python simulation: the SDK, authenticated as the caller.
+    if (vigil_emit_scalar(emit_name.c_str(), emit_value, emit_step, emit_time,
+                          emit_units.empty() ? nullptr : emit_units.c_str()) < 0) {
+      std::fprintf(stderr, "vigil: emit: invalid metric name\n");
+      return 2;
+    }
+    const bool active = vigil_sdk_active();
+    vigil_sdk_finalize(opts.timeout_ms);
+    if (active && vigil_sdk_dropped() > 0) {
+      std::fprintf(stderr, "vigil: emit: vigild did not take the value\n");
+      return 3;
+    }
+    return 0;
+  }
 
   Client client(opts);
   if (status->parsed()) {
