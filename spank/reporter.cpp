@@ -1,11 +1,14 @@
 // reporter.cpp — see reporter.hpp.
 #include "reporter.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "spool.hpp"
@@ -47,14 +50,40 @@ bool read_stat(pid_t pid, long long& ticks, long long& rss_pages) {
 
 }  // namespace
 
+// A node-wide note that vigild was unreachable: `<spool>/<node>/vigild-down`,
+// its mtime the moment of the failed attempt. Steps starting within
+// kDownNoteTtl go straight to the spool instead of each paying a connect
+// timeout; after it, one step probes again.
+constexpr auto kDownNoteTtl = std::chrono::seconds(10);
+
 struct Reporter::Link {
   Client client;
   Spool spool;
-  bool reachable = true;        // last exchange with vigild worked
+  std::string down_note;
+  bool reachable = true;        // last exchange with vigild worked (or was never tried)
   Clock::time_point retry_at{};
   int backoff_ms = 500;
-  Link(ClientOptions o, std::string dir, std::string name, std::size_t max)
-      : client(std::move(o)), spool(std::move(dir), std::move(name), max) {}
+  Link(ClientOptions o, const std::string& dir, std::string name, std::size_t max)
+      : client(std::move(o)), spool(dir, std::move(name), max), down_note(dir + "/vigild-down") {
+    struct stat st;
+    if (::stat(down_note.c_str(), &st) == 0 &&
+        std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime) < kDownNoteTtl) {
+      reachable = false;
+      retry_at = Clock::now() + kDownNoteTtl;
+    }
+  }
+  void note(bool ok) {
+    if (ok == reachable) return;
+    reachable = ok;
+    if (ok) {
+      ::unlink(down_note.c_str());
+    } else {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(down_note).parent_path(), ec);
+      int fd = ::open(down_note.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) ::close(fd);
+    }
+  }
 };
 
 Reporter::Reporter(SiteConfig site, JobOptions opts, StepIdentity id)
@@ -99,7 +128,8 @@ void Reporter::start() {
   co.endpoint = site_.endpoint;
   co.munge_socket = site_.munge_socket;
   co.role = "plugin";
-  co.timeout_ms = 1000;
+  co.timeout_ms = 500;         // bounds how long the exit hook can wait
+  co.connect_timeout_ms = 100;
   std::string dir = site_.spool_dir + "/" + (id_.node.empty() ? "node" : id_.node);
   std::string name = std::to_string(id_.job) + "." + std::to_string(id_.step) + "." + std::to_string(id_.restart) +
                      "." + std::to_string(getpid()) + ".spool";
@@ -169,7 +199,7 @@ void Reporter::drain(bool final_pass) {
   const auto now = Clock::now();
   auto send = [&](const std::vector<Event>& evs) {
     auto r = l.client.send_batch(evs);
-    l.reachable = r.ok();
+    l.note(r.ok());
     if (!r.ok()) {
       l.retry_at = Clock::now() + std::chrono::milliseconds(l.backoff_ms);
       l.backoff_ms = std::min(l.backoff_ms * 2, 10000);
@@ -191,7 +221,12 @@ void Reporter::run() {
   const bool ckpt = opts_.checkpoint_s > 0 && id_.step != 0xfffffffbu;  // not the batch shell
   auto next_ckpt = Clock::now() + std::chrono::seconds(opts_.checkpoint_s);
   // Leftovers of earlier steps on this node: replay them too.
-  link_->spool.replay([&](const std::vector<Event>& evs) { return link_->client.send_batch(evs).ok(); });
+  if (link_->reachable)
+    link_->spool.replay([&](const std::vector<Event>& evs) {
+      const bool ok = link_->client.send_batch(evs).ok();
+      link_->note(ok);
+      return ok;
+    });
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);

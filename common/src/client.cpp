@@ -39,7 +39,8 @@ struct Client::Impl {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts.timeout_ms);
       // With `immediate`, a send blocks while no connection exists: poll for writability.
       zmq::pollitem_t out{static_cast<void*>(*sock), 0, ZMQ_POLLOUT, 0};
-      if (zmq::poll(&out, 1, std::chrono::milliseconds(opts.timeout_ms)) == 0)
+      const int connect_ms = opts.connect_timeout_ms > 0 ? opts.connect_timeout_ms : opts.timeout_ms;
+      if (zmq::poll(&out, 1, std::chrono::milliseconds(connect_ms)) == 0)
         return make_error(Errc::unavailable, "vigild at " + opts.endpoint + " is not reachable");
       if (!sock->send(zmq::buffer(frame), zmq::send_flags::dontwait))
         return make_error(Errc::unavailable, "send to " + opts.endpoint + " would block");

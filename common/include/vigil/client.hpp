@@ -24,6 +24,10 @@ struct ClientOptions {
   std::string munge_socket;    // empty: libmunge default
   std::string role = "cli";    // plugin | sdk | cli | bench
   int timeout_ms = 2000;       // per round trip
+  // How long to wait for a TCP connection to vigild before calling it down
+  // (0: same as timeout_ms). The plugin keeps this short so an outage costs a
+  // job almost nothing.
+  int connect_timeout_ms = 0;
 };
 
 struct AckInfo {
