@@ -164,11 +164,13 @@ int main(int argc, char** argv) {
                 (*r)["state"].get<std::string>().c_str(), (*r)["label"].get<std::string>().c_str(),
                 (*r)["events"].get<long long>());
     print_event_header();
-    for (const json& e : (*r)["timeline"])
-      if (e["type"] != "heartbeat") print_event_row(e);
-    std::size_t hb = 0;
-    for (const json& e : (*r)["timeline"]) hb += e["type"] == "heartbeat";
-    std::printf("(%zu heartbeats not shown)\n", hb);
+    std::size_t hb = 0, results = 0;
+    for (const json& e : (*r)["timeline"]) {
+      if (e["type"] == "heartbeat") hb++;
+      else if (e["type"] == "result") results++;
+      else print_event_row(e);
+    }
+    std::printf("(%zu heartbeats and %zu results not shown: vigil events --job %u)\n", hb, results, show_job);
     return 0;
   }
   if (events->parsed()) {
