@@ -23,7 +23,7 @@ struct SiteConfig {
   int default_heartbeat_s = 5;
   int max_retries = 10;
   std::size_t spool_max_bytes = 64u << 20;   // per node; beyond it events are counted as dropped
-  int exit_flush_ms = 500;                   // longest the exit hook waits for vigild
+  int exit_flush_ms = 500;                   // longest one round trip to vigild (bounds the exit hook)
 };
 
 struct JobOptions {

@@ -128,7 +128,7 @@ void Reporter::start() {
   co.endpoint = site_.endpoint;
   co.munge_socket = site_.munge_socket;
   co.role = "plugin";
-  co.timeout_ms = 500;         // bounds how long the exit hook can wait
+  co.timeout_ms = std::max(100, site_.exit_flush_ms);  // bounds how long the exit hook can wait
   co.connect_timeout_ms = 100;
   std::string dir = site_.spool_dir + "/" + (id_.node.empty() ? "node" : id_.node);
   std::string name = std::to_string(id_.job) + "." + std::to_string(id_.step) + "." + std::to_string(id_.restart) +
