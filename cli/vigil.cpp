@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
 
   auto* status = app.add_subcommand("status", "vigild health and counters");
   auto* jobs = app.add_subcommand("jobs", "jobs known to vigild (yours, or all for admins)");
+  auto* nodes = app.add_subcommand("nodes", "nodes with running steps: heartbeat age, lost or not");
   std::uint32_t show_job = 0;
   auto* show = app.add_subcommand("show", "one job: state and timeline");
   show->add_option("job", show_job, "Slurm job id")->required();
@@ -136,6 +137,19 @@ int main(int argc, char** argv) {
       for (auto it = (*r)["rejected"].begin(); it != (*r)["rejected"].end(); ++it)
         std::printf("  rejected %-16s %s\n", it.key().c_str(), it->dump().c_str());
     }
+    return 0;
+  }
+  if (nodes->parsed()) {
+    auto r = client.request({{"op", "nodes"}});
+    if (!r) return fail(r.error());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-12s %6s %14s %s\n", "NODE", "STEPS", "HEARTBEAT_AGE", "STATE");
+    for (const json& n : *r)
+      std::printf("%-12s %6lld %13.1fs %s\n", n["node"].get<std::string>().c_str(), n["steps"].get<long long>(),
+                  n["heartbeat_age_s"].get<double>(), n["lost"].get<bool>() ? "LOST" : "ok");
     return 0;
   }
   if (jobs->parsed()) {

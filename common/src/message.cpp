@@ -112,6 +112,9 @@ const char* event_type_name(EventType t) noexcept {
     case EventType::checkpoint_signal: return "checkpoint_signal";
     case EventType::result: return "result";
     case EventType::checkpoint: return "checkpoint";
+    case EventType::step_silent: return "step_silent";
+    case EventType::node_lost: return "node_lost";
+    case EventType::node_recovered: return "node_recovered";
   }
   return "unknown";
 }

@@ -21,6 +21,8 @@ struct Config {
   bool log_json = false;
   int session_ttl_s = 3600;                     // re-authenticate at least hourly
   int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
+  int heartbeat_missed = 2;                     // missed intervals before a step/node is silent/lost
+  bool drain_on_node_loss = false;              // drain a lost node in Slurm, with a reason
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

@@ -101,8 +101,109 @@ struct Intake::Impl {
     next_cfg.reset();
   }
 
-  Impl(Config c, Store& s, Clock k)
-      : cfg(std::move(c)), store(s), clock(std::move(k)), munge(cfg.munge_socket), started_ns(clock()) {}
+  HeartbeatMonitor monitor;
+  SlurmControl* slurm = nullptr;
+
+  Impl(Config c, Store& s, Clock k, SlurmControl* sc)
+      : cfg(std::move(c)), store(s), clock(std::move(k)), munge(cfg.munge_socket), started_ns(clock()),
+        monitor(cfg.heartbeat_missed), slurm(sc) {
+    // Steps that were running when vigild stopped: watch them again, from now.
+    if (auto open = store.open_steps()) {
+      for (const auto& o : *open) monitor.alive({o.job, o.step, o.node}, o.interval_s, started_ns);
+      if (!open->empty()) spdlog::info("watching {} steps that were running before the restart", open->size());
+    }
+  }
+
+  // Signs of life for the heartbeat watch (arrival time: vigild's clock).
+  void track(const Event& e, std::int64_t now) {
+    if (e.node.empty() || e.step == kNoStep) return;
+    const StepKey key{e.job, e.step, e.node};
+    switch (e.type) {
+      case EventType::job_start:
+      case EventType::step_start: {
+        int interval = 0;
+        if (e.attrs.contains("options") && e.attrs["options"].contains("heartbeat_s") &&
+            e.attrs["options"]["heartbeat_s"].is_number_integer())
+          interval = e.attrs["options"]["heartbeat_s"].get<int>();
+        monitor.alive(key, interval, now);
+        break;
+      }
+      case EventType::heartbeat:
+        monitor.alive(key, e.attrs.value("interval_s", 0), now);
+        break;
+      case EventType::task_start:
+      case EventType::task_exit:
+      case EventType::checkpoint_signal:
+        monitor.alive(key, 0, now);
+        break;
+      case EventType::step_end:
+      case EventType::job_end:
+        monitor.ended(key);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Runs between turns: report what went silent, on each affected job's timeline.
+  void detect() {
+    const std::int64_t now = clock();
+    auto found = monitor.tick(now);
+    if (found.empty()) return;
+    std::vector<Event> events;
+    for (const Detection& d : found) {
+      const double silent_s = static_cast<double>(now - d.silent_since_ns) / 1e9;
+      EventType type = EventType::node_recovered;
+      const char* what = "recovered";
+      if (d.kind == Detection::Kind::node_lost) {
+        type = EventType::node_lost;
+        what = "lost";
+        counters.nodes_lost++;
+        spdlog::warn("node {} lost: no sign of life from any of its {} steps for {:.1f} s", d.node, d.steps.size(),
+                     silent_s);
+        if (cfg.drain_on_node_loss && slurm) {
+          char reason[128];
+          std::snprintf(reason, sizeof reason, "vigil: no heartbeat for %.0f s", silent_s);
+          if (auto st = slurm->drain_node(d.node, reason)) {
+            counters.drains++;
+            spdlog::warn("node {} drained in Slurm ({})", d.node, reason);
+          } else {
+            counters.drain_failures++;
+            spdlog::error("could not drain node {}: {}", d.node, st.error().message);
+          }
+        }
+      } else if (d.kind == Detection::Kind::step_silent) {
+        type = EventType::step_silent;
+        what = "silent";
+        counters.steps_silent += d.steps.size();
+        spdlog::warn("{} step(s) on node {} silent for {:.1f} s (node still alive)", d.steps.size(), d.node,
+                     silent_s);
+      } else {
+        spdlog::info("node {}: {} step(s) heard from again", d.node, d.steps.size());
+      }
+      for (const StepKey& k : d.steps) {
+        Event e;
+        e.id = new_event_id();
+        e.type = type;
+        e.ts_ns = now;
+        e.job = k.job;
+        e.step = k.step;
+        e.node = k.node;
+        e.attrs = {{"by", "vigild"}, {"what", what}, {"silent_s", silent_s},
+                   {"last_sign_of_life_ns", d.silent_since_ns}};
+        events.push_back(std::move(e));
+      }
+    }
+    if (auto b = store.begin(); !b) return (void)spdlog::error("cannot record detections: {}", b.error().what());
+    for (const Event& e : events)
+      if (auto r = store.insert(e, 0, now); !r) {
+        spdlog::error("cannot record detection: {}", r.error().what());
+        store.rollback();
+        return;
+      }
+    if (auto c = store.commit(); !c) spdlog::error("cannot record detections: {}", c.error().what());
+  }
+
 
   void reject(const std::string& reason) { counters.rejected[reason]++; }
 
@@ -193,6 +294,8 @@ struct Intake::Impl {
   // job's lifecycle; a user's SDK reports results/checkpoints for that user's
   // own jobs only. docs/adr/0005-authorisation.md.
   std::optional<Error> authorise(const Session& s, const Event& e) {
+    if (is_controller_event(e.type))
+      return make_error(Errc::denied, std::string("only vigild reports ") + event_type_name(e.type));
     if (s.uid == 0) return std::nullopt;
     if (e.type != EventType::result && e.type != EventType::checkpoint)
       return make_error(Errc::denied, std::string("only Slurm's processes may report ") + event_type_name(e.type));
@@ -234,8 +337,12 @@ struct Intake::Impl {
         abort_group(r.error());
         return send_error(rid, f.header.seq, r.error());
       }
-      if (*r == InsertOutcome::stored) pa.ack.stored++;
-      else pa.ack.duplicates++;
+      if (*r == InsertOutcome::stored) {
+        pa.ack.stored++;
+        track(e, now);
+      } else {
+        pa.ack.duplicates++;
+      }
       ++index;
     }
     pending.push_back(std::move(pa));
@@ -297,7 +404,18 @@ struct Intake::Impl {
                               {"events", store.event_count()},
                               {"sessions", sessions.size()},
                               {"you", {{"uid", s.uid}, {"admin", s.admin}}},
+                              {"watched_steps", monitor.watched()},
+                              {"nodes_lost", counters.nodes_lost.load()},
+                              {"steps_silent", counters.steps_silent.load()},
                               {"rejected", rej}});
+    }
+    if (op == "nodes") {
+      json arr = json::array();
+      const std::int64_t now = clock();
+      for (const auto& n : monitor.nodes())
+        arr.push_back({{"node", n.node}, {"steps", n.steps}, {"heartbeat_age_s", (now - n.last_ns) / 1e9},
+                       {"lost", n.lost}});
+      return encode_reply_ok(arr);
     }
     if (op == "jobs") {
       auto rows = store.jobs(only, limit);
@@ -352,7 +470,8 @@ struct Intake::Impl {
   }
 };
 
-Intake::Intake(Config cfg, Store& store, Clock clock) : p_(std::make_unique<Impl>(std::move(cfg), store, std::move(clock))) {
+Intake::Intake(Config cfg, Store& store, Clock clock, SlurmControl* slurm)
+    : p_(std::make_unique<Impl>(std::move(cfg), store, std::move(clock), slurm)) {
   p_->sock.set(zmq::sockopt::linger, 0);
   p_->sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(kMaxFrame));  // oversized: dropped by libzmq
   p_->sock.set(zmq::sockopt::router_mandatory, 0);
@@ -395,6 +514,7 @@ void Intake::run(const std::atomic<bool>& stop) {
         p_->handle(rid.to_string(), msg);
       }
       p_->flush();
+      p_->detect();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       spdlog::error("intake socket error: {}", e.what());

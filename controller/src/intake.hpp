@@ -7,6 +7,9 @@
 //              frames drained in one loop turn are committed in ONE transaction
 //              (group commit), then each sender gets its ACK.
 //   REQUEST -> read-only queries, answered from committed state (REPLY).
+// Between turns the HeartbeatMonitor is ticked; each detection (step silent,
+// node lost, recovered) is stored as an event on every affected job's timeline,
+// logged, counted, and (if configured) drains the node in Slurm.
 // Every rejection is counted by reason; nothing a client sends can stop intake.
 #pragma once
 
@@ -18,6 +21,8 @@
 #include <string>
 
 #include "config.hpp"
+#include "heartbeat_monitor.hpp"
+#include "slurm_api.hpp"
 #include "store.hpp"
 
 namespace vigil::controller {
@@ -27,12 +32,14 @@ std::int64_t wall_clock_ns();
 
 struct IntakeCounters {
   std::atomic<std::uint64_t> frames{0}, events_stored{0}, events_duplicate{0}, sessions_opened{0}, commits{0};
+  std::atomic<std::uint64_t> nodes_lost{0}, steps_silent{0}, drains{0}, drain_failures{0};
   std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
 };
 
 class Intake {
  public:
-  Intake(Config cfg, Store& store, Clock clock = wall_clock_ns);
+  // `slurm` (may be null) is used to drain lost nodes when configured.
+  Intake(Config cfg, Store& store, Clock clock = wall_clock_ns, SlurmControl* slurm = nullptr);
   ~Intake();
   // Binds the listen endpoint; returns the real endpoint (port 0 resolved).
   Result<std::string> bind();

@@ -13,6 +13,7 @@
 
 #include "config.hpp"
 #include "intake.hpp"
+#include "slurm_api.hpp"
 #include "store.hpp"
 
 using namespace vigil;
@@ -65,7 +66,8 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", store.error().what());
     return 1;
   }
-  Intake intake(*cfg, **store);
+  LibSlurmControl slurm;  // used only when drain_on_node_loss is set
+  Intake intake(*cfg, **store, wall_clock_ns, &slurm);
   auto bound = intake.bind();
   if (!bound) {
     spdlog::critical("{}", bound.error().what());

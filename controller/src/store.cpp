@@ -189,6 +189,26 @@ Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64
   return InsertOutcome::stored;
 }
 
+Result<std::vector<Store::OpenStep>> Store::open_steps() {
+  Stmt s;
+  // 2 job_start, 3 step_start, 6 step_end, 7 job_end, 8 heartbeat; a step
+  // already reported silent/lost (12, 13) is not watched again until it speaks.
+  const char* sql =
+      "SELECT job, step, node, max(CASE WHEN type=8 THEN json_extract(attrs,'$.interval_s')"
+      " WHEN type IN (2,3) THEN json_extract(attrs,'$.options.heartbeat_s') END)"
+      " FROM events WHERE node IS NOT NULL AND step IS NOT NULL AND type IN (2,3,4,5,6,7,8)"
+      " GROUP BY job, step, node HAVING sum(type IN (6,7)) = 0 AND sum(type IN (2,3)) > 0"
+      " AND NOT EXISTS (SELECT 1 FROM events d WHERE d.job=events.job AND d.step=events.step"
+      "   AND d.node=events.node AND d.type IN (12,13))";
+  if (sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "open steps");
+  std::vector<OpenStep> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW)
+    out.push_back({static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0)),
+                   static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 1)), text_col(s.s, 2),
+                   sqlite3_column_int(s.s, 3)});
+  return out;
+}
+
 std::optional<uid_t> Store::job_owner(std::uint32_t job) {
   sqlite3_stmt* s = st_->owner.s;
   sqlite3_reset(s);

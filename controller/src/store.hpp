@@ -61,6 +61,14 @@ class Store {
   Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
                                           int limit, std::optional<uid_t> only_uid);
   std::int64_t event_count();
+  // Steps that started on a node and have not ended there (to re-watch after a
+  // restart): job, step, node and the newest heartbeat interval seen.
+  struct OpenStep {
+    std::uint32_t job = 0, step = 0;
+    std::string node;
+    int interval_s = 0;
+  };
+  Result<std::vector<OpenStep>> open_steps();
   int schema_version();
 
  private:

@@ -24,6 +24,7 @@ def cluster(request):
     d.chmod(0o755)  # test users must reach slurm.conf and the munge socket
     nodes = getattr(request.module, "NODES", 3)
     c = Cluster(d, nodes=nodes, port_base=next(_ports), plugin_args=getattr(request.module, "PLUGIN_ARGS", ""))
+    c.vigild_config = getattr(request.module, "VIGILD_CONFIG", None)
     try:
         c.up()
         yield c
@@ -40,7 +41,7 @@ def cluster(request):
 
 @pytest.fixture(scope="module")
 def vigild(cluster):
-    v = Vigild(cluster).start()
+    v = Vigild(cluster, getattr(cluster, "vigild_config", None)).start()
     try:
         yield v
     finally:

@@ -117,14 +117,14 @@ class Cluster:
 class Vigild:
     """The real vigild from the build tree, on the cluster's endpoint and munged."""
 
-    def __init__(self, cluster, extra_config=""):
+    def __init__(self, cluster, extra_config=None):
         self.cluster = cluster
         self.dir = cluster.dir / "vigild"
         self.dir.mkdir(exist_ok=True)
         self.db = self.dir / "vigild.db"
         self.config = self.dir / "vigild.yaml"
         self.config.write_text(f"listen: {cluster.endpoint}\nmunge_socket: {cluster.munge_socket}\n"
-                               f"database: {self.db}\nlog_level: debug\n{extra_config}")
+                               f"database: {self.db}\nlog_level: debug\n{extra_config or ''}")
         self.log = self.dir / "vigild.log"
         self.proc = None
 
@@ -132,8 +132,9 @@ class Vigild:
         ready = self.dir / "ready"
         ready.unlink(missing_ok=True)
         logf = open(self.log, "a")
+        # SLURM_CONF: vigild talks to this cluster's slurmctld (e.g. to drain a node).
         self.proc = subprocess.Popen([str(VIGILD), "-c", str(self.config), "--ready-file", str(ready)],
-                                     stdout=logf, stderr=subprocess.STDOUT)
+                                     stdout=logf, stderr=subprocess.STDOUT, env=self.cluster.env)
         deadline = time.monotonic() + 10
         while not ready.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -167,6 +168,8 @@ def vigil(cluster, *args, user=None, check=True, as_json=True, timeout=30):
         raise RuntimeError(f"vigil {' '.join(args)} failed ({r.returncode}): {r.stderr}")
     if as_json and r.returncode == 0:
         out = r.stdout.strip()
+        if not out:
+            return []  # `events --json` prints one object per line, so none is nothing
         if "\n" in out and not out.startswith(("[", "{\n")):
             return [json.loads(line) for line in out.splitlines()]
         return json.loads(out)

@@ -266,3 +266,33 @@ TEST_F(IntakeTest, UsersReportOnlyIntoTheirOwnJobs) {
   // own job's result stored; other user's job, a lifecycle event, an unknown job: rejected
   EXPECT_EQ(got, "1 3 DENIED");
 }
+
+TEST_F(IntakeTest, NobodyButVigildReportsDetections) {
+  Client root(opts());
+  Event forged = start_event(300, 0);
+  forged.type = EventType::node_lost;
+  auto a = root.send_batch({start_event(300, 0), forged});
+  ASSERT_TRUE(a.ok()) << a.error().what();
+  EXPECT_EQ(a->stored, 1u);
+  ASSERT_EQ(a->rejected.size(), 1u);
+  EXPECT_EQ(a->rejected[0].first, 1u);
+  EXPECT_NE(a->rejected[0].second.find("only vigild reports node_lost"), std::string::npos);
+}
+
+TEST_F(IntakeTest, SilentStepIsReportedOnItsTimeline) {
+  Client root(opts());
+  Event start = start_event(400, 1001);
+  start.attrs["options"] = {{"heartbeat_s", 1}};
+  ASSERT_TRUE(root.send_batch({start}).ok());
+  // 2 missed 1 s heartbeats: the watch runs between loop turns (every <= 100 ms).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2400));
+  auto job = root.request({{"op", "job"}, {"job", 400}});
+  ASSERT_TRUE(job.ok()) << job.error().what();
+  bool lost = false;
+  for (const auto& e : (*job)["timeline"]) lost = lost || (e["type"] == "node_lost" && e["node"] == "n1");
+  EXPECT_TRUE(lost) << job->dump(2);
+  auto nodes = root.request({{"op", "nodes"}});
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_TRUE((*nodes)[0]["lost"].get<bool>());
+}
