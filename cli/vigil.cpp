@@ -177,6 +177,14 @@ int main(int argc, char** argv) {
     std::printf("job %u  user %s  state %s  label %s  events %lld\n", show_job, (*r)["user"].get<std::string>().c_str(),
                 (*r)["state"].get<std::string>().c_str(), (*r)["label"].get<std::string>().c_str(),
                 (*r)["events"].get<long long>());
+    if (r->contains("transitions") && !(*r)["transitions"].empty()) {
+      std::printf("%-12s %-11s %-11s %s\n", "TIME", "FROM", "TO", "REASON");
+      for (const json& t : (*r)["transitions"])
+        std::printf("%-12s %-11s %-11s %s\n", fmt_time(t["ts_ns"].get<std::int64_t>()).c_str(),
+                    t["from"].get<std::string>().c_str(), t["to"].get<std::string>().c_str(),
+                    t["reason"].get<std::string>().c_str());
+      std::printf("\n");
+    }
     print_event_header();
     std::size_t hb = 0, results = 0;
     for (const json& e : (*r)["timeline"]) {

@@ -23,6 +23,7 @@ struct Config {
   int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
   int heartbeat_missed = 2;                     // missed intervals before a step/node is silent/lost
   bool drain_on_node_loss = false;              // drain a lost node in Slurm, with a reason
+  int reconcile_interval_s = 5;                 // poll slurmctld (incrementally) this often; 0: off
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

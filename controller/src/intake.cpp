@@ -6,7 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "vigil/client.hpp"
 #include "vigil/crypto.hpp"
 #include "vigil/munge_auth.hpp"
+#include "lifecycle.hpp"
 #include "vigil/wire.hpp"
 
 namespace vigil::controller {
@@ -145,6 +148,104 @@ struct Intake::Impl {
     }
   }
 
+  // Feed one input to a job's state machine (inside the open transaction).
+  void lifecycle(std::uint32_t job, const LifecycleInput& in, std::int64_t now) {
+    if (auto s = store.ensure_job(job, now); !s) return (void)spdlog::error("{}", s.error().what());
+    auto cur = store.job_state(job);
+    if (!cur) return;
+    auto from = job_state_from_name(cur->first).value_or(JobState::submitted);
+    auto t = next_state(from, in);
+    if (!t) return;
+    if (auto s = store.transition(job, job_state_name(from), job_state_name(t->to), t->reason, now); !s)
+      return (void)spdlog::error("{}", s.error().what());
+    counters.transitions++;
+    spdlog::info("job {}: {} -> {} ({})", job, job_state_name(from), job_state_name(t->to), t->reason);
+  }
+
+  static std::optional<LifecycleInput> input_of(const Event& e) {
+    using K = LifecycleInput::Kind;
+    switch (e.type) {
+      case EventType::submit: return LifecycleInput{K::submitted, ""};
+      case EventType::job_start: return LifecycleInput{K::job_started, "on " + e.node};
+      case EventType::step_start:
+      case EventType::task_start: return LifecycleInput{K::task_started, ""};
+      case EventType::job_end: {
+        const int code = e.attrs.value("exit_code", -1);
+        if (code == 0) return LifecycleInput{K::ended_ok, "batch script exit code 0"};
+        if (e.attrs.contains("signal"))
+          return LifecycleInput{K::ended_failed, "batch script killed by signal " + e.attrs["signal"].dump()};
+        return LifecycleInput{K::ended_failed, "batch script exit code " + std::to_string(code)};
+      }
+      case EventType::step_silent:
+      case EventType::node_lost:
+        return LifecycleInput{K::trouble, std::string(event_type_name(e.type)) + " on " + e.node};
+      case EventType::node_recovered: return LifecycleInput{K::all_clear, e.node + " heard from again"};
+      default: return std::nullopt;
+    }
+  }
+
+  // Reconciliation: slurmctld's view, fetched by the reconciler thread, applied
+  // here so the intake thread stays the only writer.
+  std::mutex recon_mu;
+  std::vector<SlurmJob> recon_pending;
+  std::time_t recon_since = 0;
+  std::thread reconciler;
+  std::condition_variable recon_cv;
+  bool recon_stop = false;
+
+  void reconcile_loop() {
+    std::unique_lock<std::mutex> lk(recon_mu);
+    while (!recon_stop) {
+      const std::time_t since = recon_since;
+      lk.unlock();
+      auto r = slurm->load_jobs(since);
+      lk.lock();
+      if (!r) {
+        counters.reconcile_errors++;
+        spdlog::warn("reconciliation: {}", r.error().message);
+      } else {
+        counters.reconcile_rounds++;
+        if (r->changed) {
+          for (auto& j : r->jobs) recon_pending.push_back(std::move(j));
+          recon_since = r->last_update;
+        }
+      }
+      recon_cv.wait_for(lk, std::chrono::seconds(cfg.reconcile_interval_s), [&] { return recon_stop; });
+    }
+  }
+
+  void apply_reconciliation() {
+    std::vector<SlurmJob> jobs;
+    {
+      std::lock_guard<std::mutex> g(recon_mu);
+      jobs.swap(recon_pending);
+    }
+    if (jobs.empty()) return;
+    using K = LifecycleInput::Kind;
+    const std::int64_t now = clock();
+    if (auto b = store.begin(); !b) return (void)spdlog::error("reconciliation: {}", b.error().what());
+    for (const SlurmJob& j : jobs) {
+      store.ensure_job(j.job, now);
+      std::string user;
+      if (struct passwd* pw = getpwuid(j.uid)) user = pw->pw_name;
+      store.set_owner(j.job, j.uid, user);  // slurmctld is authoritative on ownership
+      const auto cur = store.job_state(j.job);
+      if (cur && j.restart > cur->second)
+        lifecycle(j.job, {K::requeued, "restart " + std::to_string(j.restart), true}, now);
+      store.record_slurm_view(j.job, j.state, j.restart);
+      const std::string why = "slurmctld: " + j.state;
+      if (j.state == "PENDING") lifecycle(j.job, {K::slurm_pending, why, true}, now);
+      else if (j.state == "RUNNING") lifecycle(j.job, {K::slurm_running, why, true}, now);
+      else if (j.state == "COMPLETED") lifecycle(j.job, {K::ended_ok, why, true}, now);
+      else if (j.state == "CANCELLED" || j.state == "PREEMPTED") lifecycle(j.job, {K::cancelled, why, true}, now);
+      else if (j.state != "SUSPENDED" && j.state != "UNKNOWN") lifecycle(j.job, {K::ended_failed, why, true}, now);
+    }
+    if (auto c = store.commit(); !c) {
+      spdlog::error("reconciliation: {}", c.error().what());
+      store.rollback();
+    }
+  }
+
   // Runs between turns: report what went silent, on each affected job's timeline.
   void detect() {
     const std::int64_t now = clock();
@@ -195,12 +296,14 @@ struct Intake::Impl {
       }
     }
     if (auto b = store.begin(); !b) return (void)spdlog::error("cannot record detections: {}", b.error().what());
-    for (const Event& e : events)
+    for (const Event& e : events) {
       if (auto r = store.insert(e, 0, now); !r) {
         spdlog::error("cannot record detection: {}", r.error().what());
         store.rollback();
         return;
       }
+      if (auto in = input_of(e)) lifecycle(e.job, *in, now);
+    }
     if (auto c = store.commit(); !c) spdlog::error("cannot record detections: {}", c.error().what());
   }
 
@@ -340,6 +443,7 @@ struct Intake::Impl {
       if (*r == InsertOutcome::stored) {
         pa.ack.stored++;
         track(e, now);
+        if (auto in = input_of(e)) lifecycle(e.job, *in, now);
       } else {
         pa.ack.duplicates++;
       }
@@ -407,6 +511,9 @@ struct Intake::Impl {
                               {"watched_steps", monitor.watched()},
                               {"nodes_lost", counters.nodes_lost.load()},
                               {"steps_silent", counters.steps_silent.load()},
+                              {"transitions", counters.transitions.load()},
+                              {"reconcile_rounds", counters.reconcile_rounds.load()},
+                              {"reconcile_errors", counters.reconcile_errors.load()},
                               {"rejected", rej}});
     }
     if (op == "nodes") {
@@ -450,6 +557,10 @@ struct Intake::Impl {
           if (r.job == *job) info = job_json(r);
       if (info.empty()) return encode_reply_error(Errc::denied, "job " + std::to_string(*job) + " is unknown");
       info["timeline"] = arr;
+      json tr = json::array();
+      if (auto trs = store.transitions(*job))
+        for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});
+      info["transitions"] = tr;
       return encode_reply_ok(info);
     }
     return encode_reply_error(Errc::bad_kind, "unknown op '" + op + "'");
@@ -491,6 +602,7 @@ Result<std::string> Intake::bind() {
 }
 
 void Intake::run(const std::atomic<bool>& stop) {
+  if (p_->slurm && p_->cfg.reconcile_interval_s > 0) p_->reconciler = std::thread([this] { p_->reconcile_loop(); });
   // Up to 4096 frames per turn: enough to amortise one fsync over many senders,
   // small enough that a turn stays well under the 50 ms ack budget.
   constexpr int kMaxPerTurn = 4096;
@@ -515,12 +627,21 @@ void Intake::run(const std::atomic<bool>& stop) {
       }
       p_->flush();
       p_->detect();
+      p_->apply_reconciliation();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       spdlog::error("intake socket error: {}", e.what());
     }
   }
   p_->flush();
+  if (p_->reconciler.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(p_->recon_mu);
+      p_->recon_stop = true;
+    }
+    p_->recon_cv.notify_all();
+    p_->reconciler.join();
+  }
 }
 
 void Intake::reconfigure(const Config& cfg) {

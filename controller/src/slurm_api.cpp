@@ -11,6 +11,28 @@ extern "C" {
 
 namespace vigil::controller {
 
+namespace {
+
+const char* state_name(std::uint32_t base) {
+  switch (base) {
+    case JOB_PENDING: return "PENDING";
+    case JOB_RUNNING: return "RUNNING";
+    case JOB_SUSPENDED: return "SUSPENDED";
+    case JOB_COMPLETE: return "COMPLETED";
+    case JOB_CANCELLED: return "CANCELLED";
+    case JOB_FAILED: return "FAILED";
+    case JOB_TIMEOUT: return "TIMEOUT";
+    case JOB_NODE_FAIL: return "NODE_FAIL";
+    case JOB_PREEMPTED: return "PREEMPTED";
+    case JOB_BOOT_FAIL: return "BOOT_FAIL";
+    case JOB_DEADLINE: return "DEADLINE";
+    case JOB_OOM: return "OUT_OF_MEMORY";
+    default: return "UNKNOWN";
+  }
+}
+
+}  // namespace
+
 LibSlurmControl::LibSlurmControl() {
   static std::once_flag once;
   std::call_once(once, [] { slurm_init(nullptr); });
@@ -28,6 +50,34 @@ Status LibSlurmControl::drain_node(const std::string& node, const std::string& r
   if (slurm_update_node(&msg) != SLURM_SUCCESS)
     return make_error(Errc::unavailable, "drain " + node + ": " + slurm_strerror(slurm_get_errno()));
   return ok_status();
+}
+
+Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
+  job_info_msg_t* msg = nullptr;
+  SlurmJobs out;
+  if (slurm_load_jobs(since, &msg, SHOW_ALL) != SLURM_SUCCESS) {
+    const int err = slurm_get_errno();
+    if (err == SLURM_NO_CHANGE_IN_DATA) {
+      out.changed = false;
+      out.last_update = since;
+      return out;
+    }
+    return make_error(Errc::unavailable, std::string("slurm_load_jobs: ") + slurm_strerror(err));
+  }
+  out.last_update = msg->last_update;
+  for (std::uint32_t i = 0; i < msg->record_count; ++i) {
+    const slurm_job_info_t& j = msg->job_array[i];
+    SlurmJob sj;
+    sj.job = j.job_id;
+    sj.state = state_name(j.job_state & JOB_STATE_BASE);
+    sj.uid = j.user_id;
+    sj.restart = j.restart_cnt;
+    sj.exit_code = static_cast<std::int32_t>(j.exit_code);
+    if (j.nodes) sj.nodes = j.nodes;
+    out.jobs.push_back(std::move(sj));
+  }
+  slurm_free_job_info_msg(msg);
+  return out;
 }
 
 }  // namespace vigil::controller

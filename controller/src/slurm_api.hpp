@@ -4,15 +4,39 @@
 // and tests/simulators can supply their own cluster view.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
+#include <ctime>
 #include <string>
+#include <vector>
 
 #include "vigil/result.hpp"
 
 namespace vigil::controller {
 
+// What slurmctld says about one job (the subset reconciliation needs).
+struct SlurmJob {
+  std::uint32_t job = 0;
+  std::string state;        // PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+  uid_t uid = 0;
+  std::uint32_t restart = 0;
+  std::int32_t exit_code = 0;  // wait() status of the batch script
+  std::string nodes;
+};
+
+struct SlurmJobs {
+  bool changed = true;        // false: nothing changed since `since` (cheap answer)
+  std::time_t last_update = 0;
+  std::vector<SlurmJob> jobs;
+};
+
 class SlurmControl {
  public:
   virtual ~SlurmControl() = default;
+  // Jobs changed since `since` (0: all). Incremental: slurmctld answers "no
+  // change" without sending the job table when nothing changed.
+  virtual Result<SlurmJobs> load_jobs(std::time_t since) = 0;
   // Drain a node with a reason (shown by `sinfo -R`).
   virtual Status drain_node(const std::string& node, const std::string& reason) = 0;
 };
@@ -22,6 +46,7 @@ class LibSlurmControl : public SlurmControl {
  public:
   LibSlurmControl();
   Status drain_node(const std::string& node, const std::string& reason) override;
+  Result<SlurmJobs> load_jobs(std::time_t since) override;
 };
 
 }  // namespace vigil::controller

@@ -36,6 +36,20 @@ const char* const kMigrations[] = {
       last_ns INTEGER NOT NULL,
       events INTEGER NOT NULL DEFAULT 0);
     )sql",
+    // 2: explicit lifecycle: every state change with its time and reason;
+    //    what slurmctld last said about the job (reconciliation).
+    R"sql(
+    CREATE TABLE transitions(
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      job INTEGER NOT NULL,
+      from_state TEXT NOT NULL,
+      to_state TEXT NOT NULL,
+      reason TEXT NOT NULL,
+      ts_ns INTEGER NOT NULL);
+    CREATE INDEX transitions_by_job ON transitions(job, seq);
+    ALTER TABLE jobs ADD COLUMN restart INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN slurm_state TEXT;
+    )sql",
 };
 
 Error db_error(sqlite3* db, const std::string& what) {
@@ -62,24 +76,10 @@ std::string text_col(sqlite3_stmt* s, int i) {
   return t ? reinterpret_cast<const char*>(t) : "";
 }
 
-// The state a job is in, as far as the events seen so far tell. The full state
-// machine (with DEGRADED/RECOVERING and reasons) lives in the lifecycle module.
-const char* state_after(EventType t) {
-  switch (t) {
-    case EventType::submit: return "SUBMITTED";
-    case EventType::job_start:
-    case EventType::step_start:
-    case EventType::task_start:
-    case EventType::heartbeat: return "RUNNING";
-    case EventType::job_end: return "COMPLETED";
-    default: return nullptr;
-  }
-}
-
 }  // namespace
 
 struct Store::Stmts {
-  Stmt insert_event, upsert_job, set_owner, set_state, owner, count;
+  Stmt insert_event, upsert_job, set_owner, set_state, owner, count, add_transition, get_state, ensure_job, slurm_info;
 };
 
 Store::Store(sqlite3* db) : db_(db), st_(std::make_unique<Stmts>()) {}
@@ -124,8 +124,15 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
       !prep(st->st_->upsert_job,
             "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?2,1) ON CONFLICT(job) DO UPDATE SET"
             " last_ns=max(last_ns,?2), events=events+1") ||
-      !prep(st->st_->set_owner, "UPDATE jobs SET uid=?2, user=?3, label=coalesce(?4,label) WHERE job=?1 AND uid IS NULL") ||
-      !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1 AND state NOT IN ('COMPLETED','FAILED','CANCELLED')") ||
+      !prep(st->st_->set_owner, "UPDATE jobs SET uid=coalesce(uid,?2), user=CASE WHEN uid IS NULL THEN ?3 ELSE user END,"
+            " label=coalesce(?4,label) WHERE job=?1") ||
+      !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1") ||
+      !prep(st->st_->add_transition,
+            "INSERT INTO transitions(job,from_state,to_state,reason,ts_ns) VALUES(?1,?2,?3,?4,?5)") ||
+      !prep(st->st_->get_state, "SELECT state, restart FROM jobs WHERE job=?1") ||
+      !prep(st->st_->ensure_job,
+            "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?2,0) ON CONFLICT(job) DO NOTHING") ||
+      !prep(st->st_->slurm_info, "UPDATE jobs SET slurm_state=?2, restart=max(restart,?3) WHERE job=?1") ||
       !prep(st->st_->owner, "SELECT uid FROM jobs WHERE job=? AND uid IS NOT NULL") ||
       !prep(st->st_->count, "SELECT count(*) FROM events"))
     return db_error(db, "prepare");
@@ -179,13 +186,6 @@ Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64
     if (!label.empty()) sqlite3_bind_text(o, 4, label.c_str(), -1, SQLITE_TRANSIENT); else sqlite3_bind_null(o, 4);
     if (sqlite3_step(o) != SQLITE_DONE) return db_error(db_, "set owner");
   }
-  if (const char* state = state_after(e.type)) {
-    sqlite3_stmt* t = st_->set_state.s;
-    sqlite3_reset(t);
-    sqlite3_bind_int64(t, 1, e.job);
-    sqlite3_bind_text(t, 2, state, -1, SQLITE_STATIC);
-    if (sqlite3_step(t) != SQLITE_DONE) return db_error(db_, "set state");
-  }
   return InsertOutcome::stored;
 }
 
@@ -206,6 +206,74 @@ Result<std::vector<Store::OpenStep>> Store::open_steps() {
     out.push_back({static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0)),
                    static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 1)), text_col(s.s, 2),
                    sqlite3_column_int(s.s, 3)});
+  return out;
+}
+
+Status Store::ensure_job(std::uint32_t job, std::int64_t now_ns) {
+  sqlite3_stmt* s = st_->ensure_job.s;
+  sqlite3_reset(s);
+  sqlite3_bind_int64(s, 1, job);
+  sqlite3_bind_int64(s, 2, now_ns);
+  if (sqlite3_step(s) != SQLITE_DONE) return db_error(db_, "ensure job");
+  return ok_status();
+}
+
+Status Store::set_owner(std::uint32_t job, uid_t uid, const std::string& user) {
+  sqlite3_stmt* o = st_->set_owner.s;
+  sqlite3_reset(o);
+  sqlite3_bind_int64(o, 1, job);
+  sqlite3_bind_int64(o, 2, uid);
+  sqlite3_bind_text(o, 3, user.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_null(o, 4);
+  if (sqlite3_step(o) != SQLITE_DONE) return db_error(db_, "set owner");
+  return ok_status();
+}
+
+std::optional<std::pair<std::string, std::uint32_t>> Store::job_state(std::uint32_t job) {
+  sqlite3_stmt* s = st_->get_state.s;
+  sqlite3_reset(s);
+  sqlite3_bind_int64(s, 1, job);
+  if (sqlite3_step(s) != SQLITE_ROW) return std::nullopt;
+  return std::make_pair(text_col(s, 0), static_cast<std::uint32_t>(sqlite3_column_int64(s, 1)));
+}
+
+Status Store::transition(std::uint32_t job, const std::string& from, const std::string& to, const std::string& reason,
+                         std::int64_t ts_ns) {
+  sqlite3_stmt* t = st_->set_state.s;
+  sqlite3_reset(t);
+  sqlite3_bind_int64(t, 1, job);
+  sqlite3_bind_text(t, 2, to.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(t) != SQLITE_DONE) return db_error(db_, "set state");
+  sqlite3_stmt* a = st_->add_transition.s;
+  sqlite3_reset(a);
+  sqlite3_bind_int64(a, 1, job);
+  sqlite3_bind_text(a, 2, from.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(a, 3, to.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(a, 4, reason.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(a, 5, ts_ns);
+  if (sqlite3_step(a) != SQLITE_DONE) return db_error(db_, "add transition");
+  return ok_status();
+}
+
+Status Store::record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart) {
+  sqlite3_stmt* s = st_->slurm_info.s;
+  sqlite3_reset(s);
+  sqlite3_bind_int64(s, 1, job);
+  sqlite3_bind_text(s, 2, slurm_state.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 3, restart);
+  if (sqlite3_step(s) != SQLITE_DONE) return db_error(db_, "record slurm view");
+  return ok_status();
+}
+
+Result<std::vector<TransitionRow>> Store::transitions(std::uint32_t job) {
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT from_state,to_state,reason,ts_ns FROM transitions WHERE job=? ORDER BY seq", -1,
+                         &s.s, nullptr) != SQLITE_OK)
+    return db_error(db_, "transitions");
+  sqlite3_bind_int64(s.s, 1, job);
+  std::vector<TransitionRow> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW)
+    out.push_back({text_col(s.s, 0), text_col(s.s, 1), text_col(s.s, 2), sqlite3_column_int64(s.s, 3)});
   return out;
 }
 

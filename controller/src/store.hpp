@@ -22,7 +22,7 @@ struct sqlite3;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -44,6 +44,11 @@ struct JobRow {
 
 enum class InsertOutcome { stored, duplicate };
 
+struct TransitionRow {
+  std::string from, to, reason;
+  std::int64_t ts_ns = 0;
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> open(const std::string& path);
@@ -57,6 +62,15 @@ class Store {
   Result<InsertOutcome> insert(const Event& e, uid_t sender_uid, std::int64_t received_ns);
 
   std::optional<uid_t> job_owner(std::uint32_t job);
+  // Lifecycle (inside a transaction): the job row, its state and restart count,
+  // a state change with its reason, what slurmctld last reported.
+  Status ensure_job(std::uint32_t job, std::int64_t now_ns);
+  Status set_owner(std::uint32_t job, uid_t uid, const std::string& user);  // only if none yet
+  std::optional<std::pair<std::string, std::uint32_t>> job_state(std::uint32_t job);
+  Status transition(std::uint32_t job, const std::string& from, const std::string& to, const std::string& reason,
+                    std::int64_t ts_ns);
+  Status record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart);
+  Result<std::vector<TransitionRow>> transitions(std::uint32_t job);
   Result<std::vector<JobRow>> jobs(std::optional<uid_t> only_uid, int limit);
   Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
                                           int limit, std::optional<uid_t> only_uid);
