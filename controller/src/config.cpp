@@ -28,13 +28,14 @@ Result<Config> parse_config(const std::string& text) {
                                               "admin_group", "log_level",    "log_json",
                                               "session_ttl_s", "max_sessions_per_uid",
                                               "heartbeat_missed", "drain_on_node_loss",
-                                              "reconcile_interval_s"};
+                                              "reconcile_interval_s", "http_listen"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
       if (!known.count(key)) return cfg_error("unknown key '" + key + "'");
       const YAML::Node& v = kv.second;
       if (key == "listen") c.listen = v.as<std::string>();
+      else if (key == "http_listen") c.http_listen = v.as<std::string>();
       else if (key == "munge_socket") c.munge_socket = v.as<std::string>();
       else if (key == "database") c.database = v.as<std::string>();
       else if (key == "admin_group") c.admin_group = v.as<std::string>();
@@ -52,6 +53,13 @@ Result<Config> parse_config(const std::string& text) {
   if (c.listen.rfind("tcp://", 0) != 0 && c.listen.rfind("ipc://", 0) != 0)
     return cfg_error("listen must be a tcp:// or ipc:// endpoint, got '" + c.listen + "'");
   if (c.database.empty()) return cfg_error("database must not be empty");
+  if (!c.http_listen.empty()) {
+    const auto colon = c.http_listen.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : c.http_listen.substr(colon + 1);
+    if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(port) > 65535)
+      return cfg_error("http_listen must be host:port (or empty to disable), got '" + c.http_listen + "'");
+  }
   static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
   if (!levels.count(c.log_level)) return cfg_error("log_level must be one of trace|debug|info|warn|error");
   if (c.session_ttl_s < 60 || c.session_ttl_s > 86400) return cfg_error("session_ttl_s must be in [60, 86400]");

@@ -14,6 +14,7 @@ namespace vigil::controller {
 
 struct Config {
   std::string listen = "tcp://127.0.0.1:7810";  // ZeroMQ intake (plugin, SDK, CLI)
+  std::string http_listen = "127.0.0.1:7811";   // HTTP/JSON API and /metrics; "" = off
   std::string munge_socket;                     // empty: libmunge default
   std::string database = "/var/lib/vigil/vigild.db";
   std::string admin_group = "vigil-admins";     // members see and act on every job

@@ -18,6 +18,7 @@
 #include "vigil/crypto.hpp"
 #include "vigil/munge_auth.hpp"
 #include "lifecycle.hpp"
+#include "queries.hpp"
 #include "vigil/wire.hpp"
 
 namespace vigil::controller {
@@ -39,37 +40,6 @@ struct Session {
   std::int64_t expires_ns = 0;
 };
 
-// Admin = root, or a member (primary or supplementary) of the admin group.
-bool is_admin(uid_t uid, gid_t gid, const std::string& admin_group) {
-  if (uid == 0) return true;
-  struct group* g = getgrnam(admin_group.c_str());
-  if (g == nullptr) return false;
-  if (g->gr_gid == gid) return true;
-  struct passwd* pw = getpwuid(uid);
-  if (pw == nullptr) return false;
-  for (char** m = g->gr_mem; m && *m; ++m)
-    if (std::string(*m) == pw->pw_name) return true;
-  return false;
-}
-
-json event_json(const StoredEvent& s) {
-  const Event& e = s.event;
-  json j = {{"seq", s.seq},           {"id", event_id_hex(e.id)}, {"type", event_type_name(e.type)},
-            {"ts_ns", e.ts_ns},       {"job", e.job},             {"restart", e.restart},
-            {"sender_uid", s.sender_uid}, {"attrs", e.attrs}};
-  if (e.step != kNoStep) j["step"] = e.step;
-  if (e.task >= 0) j["task"] = e.task;
-  if (!e.node.empty()) j["node"] = e.node;
-  return j;
-}
-
-json job_json(const JobRow& r) {
-  return {{"job", r.job},         {"uid", static_cast<std::int64_t>(r.uid == static_cast<uid_t>(-1) ? -1 : static_cast<std::int64_t>(r.uid))},
-          {"user", r.user},       {"state", r.state},
-          {"first_ns", r.first_ns}, {"last_ns", r.last_ns},
-          {"events", r.events},   {"label", r.label}};
-}
-
 }  // namespace
 
 struct Intake::Impl {
@@ -89,7 +59,41 @@ struct Intake::Impl {
     std::uint64_t session;
     std::uint64_t seq;
     AckInfo ack;
+    std::int64_t received_ns = 0;
   };
+  Histogram ack_latency;
+  mutable std::mutex snap_mu;
+  IntakeSnapshot snap;
+  std::uint64_t turn_frames = 0;
+  double turn_oldest_wait_s = 0;
+
+  void publish() {
+    IntakeSnapshot n;
+    const std::int64_t now = clock();
+    n.uptime_s = (now - started_ns) / 1'000'000'000;
+    n.counters = {{"frames", counters.frames},
+                  {"events_stored", counters.events_stored},
+                  {"events_duplicate", counters.events_duplicate},
+                  {"sessions_opened", counters.sessions_opened},
+                  {"commits", counters.commits},
+                  {"nodes_lost", counters.nodes_lost},
+                  {"steps_silent", counters.steps_silent},
+                  {"drains", counters.drains},
+                  {"drain_failures", counters.drain_failures},
+                  {"transitions", counters.transitions},
+                  {"reconcile_rounds", counters.reconcile_rounds},
+                  {"reconcile_errors", counters.reconcile_errors}};
+    n.rejected = counters.rejected;
+    n.sessions = sessions.size();
+    n.watched_steps = monitor.watched();
+    n.last_turn_frames = turn_frames;
+    n.oldest_frame_wait_s = turn_oldest_wait_s;
+    for (const auto& v : monitor.nodes())
+      n.nodes.push_back({v.node, static_cast<double>(now - v.last_ns) / 1e9, v.steps, v.lost});
+    n.ack_latency = ack_latency.copy();
+    std::lock_guard<std::mutex> g(snap_mu);
+    snap = std::move(n);
+  }
   std::vector<PendingAck> pending;
   bool in_txn = false;
   std::mutex reload_mu;               // guards next_cfg (set by the signal thread)
@@ -417,7 +421,7 @@ struct Intake::Impl {
       if (auto b = store.begin(); !b) return send_error(rid, f.header.seq, b.error());
       in_txn = true;
     }
-    PendingAck pa{rid, f.header.session, f.header.seq, {}};
+    PendingAck pa{rid, f.header.session, f.header.seq, {}, clock()};
     for (auto& [i, err] : batch->rejected) {
       reject(errc_name(err.code));
       pa.ack.rejected.emplace_back(i, err.what());
@@ -469,7 +473,12 @@ struct Intake::Impl {
     }
     in_txn = false;
     counters.commits++;
+    const std::int64_t acked = clock();
+    turn_oldest_wait_s = 0;
     for (auto& p : pending) {
+      const double wait = static_cast<double>(acked - p.received_ns) / 1e9;
+      ack_latency.observe(wait);
+      turn_oldest_wait_s = std::max(turn_oldest_wait_s, wait);
       counters.events_stored += p.ack.stored;
       counters.events_duplicate += p.ack.duplicates;
       auto it = sessions.find(p.session);
@@ -496,7 +505,6 @@ struct Intake::Impl {
 
   std::string answer(const Session& s, const json& req) {
     const std::string op = req["op"].get<std::string>();
-    const std::optional<uid_t> only = s.admin ? std::nullopt : std::optional<uid_t>(s.uid);
     const int limit = req.contains("limit") && req["limit"].is_number_unsigned()
                           ? static_cast<int>(std::min<std::uint64_t>(req["limit"].get<std::uint64_t>(), 10000))
                           : 1000;
@@ -524,44 +532,29 @@ struct Intake::Impl {
                        {"lost", n.lost}});
       return encode_reply_ok(arr);
     }
-    if (op == "jobs") {
-      auto rows = store.jobs(only, limit);
-      if (!rows) return encode_reply_error(rows.error().code, rows.error().message);
-      json arr = json::array();
-      for (auto& r : *rows) arr.push_back(job_json(r));
-      return encode_reply_ok(arr);
-    }
+    const Caller who{s.uid, s.admin};
+    auto reply = [&](Result<json> r) {
+      if (!r) {
+        if (r.error().code == Errc::denied) reject("denied");
+        return encode_reply_error(r.error().code, r.error().message);
+      }
+      return encode_reply_ok(*r);
+    };
+    if (op == "jobs") return reply(query_jobs(store, who, limit));
     if (op == "job" || op == "events") {
       std::optional<std::uint32_t> job;
       if (req.contains("job")) {
-        if (!req["job"].is_number_unsigned()) return encode_reply_error(Errc::malformed, "job must be a number");
+        if (!req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
+          return encode_reply_error(Errc::malformed, "job must be a 32-bit number");
         job = req["job"].get<std::uint32_t>();
-        auto owner = store.job_owner(*job);
-        if (!s.admin && owner != s.uid) {
-          reject("denied");
-          return encode_reply_error(Errc::denied, "job " + std::to_string(*job) + " is not yours");
-        }
-      } else if (op == "job") {
-        return encode_reply_error(Errc::malformed, "job request needs 'job'");
       }
-      const std::int64_t after = req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
-      auto evs = store.events(job, after, limit, only);
-      if (!evs) return encode_reply_error(evs.error().code, evs.error().message);
-      json arr = json::array();
-      for (auto& e : *evs) arr.push_back(event_json(e));
-      if (op == "events") return encode_reply_ok(arr);
-      json info = json::object();
-      auto rows = store.jobs(std::nullopt, 1000000);
-      if (rows)
-        for (auto& r : *rows)
-          if (r.job == *job) info = job_json(r);
-      if (info.empty()) return encode_reply_error(Errc::denied, "job " + std::to_string(*job) + " is unknown");
-      info["timeline"] = arr;
-      json tr = json::array();
-      if (auto trs = store.transitions(*job))
-        for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});
-      info["transitions"] = tr;
-      return encode_reply_ok(info);
+      if (op == "job") {
+        if (!job) return encode_reply_error(Errc::malformed, "job request needs 'job'");
+        return reply(query_job(store, who, *job, limit));
+      }
+      const std::int64_t after =
+          req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
+      return reply(query_events(store, who, job, after, limit));
     }
     return encode_reply_error(Errc::bad_kind, "unknown op '" + op + "'");
   }
@@ -611,7 +604,8 @@ void Intake::run(const std::atomic<bool>& stop) {
     zmq::pollitem_t item{static_cast<void*>(p_->sock), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, std::chrono::milliseconds(100));
-      for (int n = 0; n < kMaxPerTurn; ++n) {
+      int n = 0;
+      for (; n < kMaxPerTurn; ++n) {
         zmq::message_t rid, msg;
         if (!p_->sock.recv(rid, zmq::recv_flags::dontwait)) break;
         if (!rid.more()) continue;
@@ -625,9 +619,11 @@ void Intake::run(const std::atomic<bool>& stop) {
         }
         p_->handle(rid.to_string(), msg);
       }
+      p_->turn_frames = static_cast<std::uint64_t>(n);
       p_->flush();
       p_->detect();
       p_->apply_reconciliation();
+      p_->publish();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       spdlog::error("intake socket error: {}", e.what());
@@ -650,6 +646,11 @@ void Intake::reconfigure(const Config& cfg) {
 }
 
 const IntakeCounters& Intake::counters() const { return p_->counters; }
+
+IntakeSnapshot Intake::snapshot() const {
+  std::lock_guard<std::mutex> g(p_->snap_mu);
+  return p_->snap;
+}
 std::size_t Intake::session_count() const { return p_->sessions.size(); }
 
 }  // namespace vigil::controller

@@ -22,6 +22,7 @@
 
 #include "config.hpp"
 #include "heartbeat_monitor.hpp"
+#include "metrics.hpp"
 #include "slurm_api.hpp"
 #include "store.hpp"
 
@@ -50,6 +51,9 @@ class Intake {
   // limits); thread-safe, applied by the intake thread between loop turns.
   void reconfigure(const Config& cfg);
   const IntakeCounters& counters() const;
+  // A copy of the numbers /metrics and /v1/health show; thread-safe (the intake
+  // thread republishes it every loop turn).
+  IntakeSnapshot snapshot() const;
   std::size_t session_count() const;
 
  private:

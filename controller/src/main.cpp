@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "config.hpp"
+#include "http_api.hpp"
 #include "intake.hpp"
 #include "slurm_api.hpp"
 #include "store.hpp"
@@ -36,11 +37,13 @@ void setup_logging(const Config& c) {
 int main(int argc, char** argv) {
   CLI::App app{"vigild — the Vigil controller"};
   std::string config_path = "/etc/vigil/vigild.yaml";
-  std::string listen, database, munge_socket, ready_file;
+  std::string listen, database, munge_socket, ready_file, http_listen;
+  bool http_set = false;
   app.add_option("-c,--config", config_path, "YAML config file")->capture_default_str();
   app.add_option("--listen", listen, "override: intake endpoint (tcp://host:port)");
   app.add_option("--database", database, "override: SQLite database path");
   app.add_option("--munge-socket", munge_socket, "override: munged socket");
+  app.add_option("--http-listen", http_listen, "override: HTTP API host:port (\"\" = off)")->each([&](const std::string&) { http_set = true; });
   app.add_option("--ready-file", ready_file, "write the bound endpoint here once serving");
   CLI11_PARSE(app, argc, argv);
 
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
   if (!listen.empty()) cfg->listen = listen;
   if (!database.empty()) cfg->database = database;
   if (!munge_socket.empty()) cfg->munge_socket = munge_socket;
+  if (http_set) cfg->http_listen = http_listen;
   setup_logging(*cfg);
 
   // Block the signals we handle before any thread starts, so only sigwait sees them.
@@ -77,10 +81,23 @@ int main(int argc, char** argv) {
 
   std::atomic<bool> stop{false};
   std::thread loop([&] { intake.run(stop); });
+  HttpApi http(*cfg, intake);
+  std::string http_bound;
+  if (!cfg->http_listen.empty()) {
+    auto port = http.start();
+    if (!port) {
+      spdlog::critical("{}", port.error().what());
+      stop = true;
+      loop.join();
+      return 1;
+    }
+    http_bound = cfg->http_listen.substr(0, cfg->http_listen.rfind(':')) + ":" + std::to_string(*port);
+    spdlog::info("HTTP API and /metrics on http://{}", http_bound);
+  }
   if (!ready_file.empty()) {
     FILE* f = fopen(ready_file.c_str(), "w");
     if (f) {
-      fprintf(f, "%s\n", bound->c_str());
+      fprintf(f, "%s\n%s\n", bound->c_str(), http_bound.c_str());
       fclose(f);
     }
   }
@@ -104,6 +121,7 @@ int main(int argc, char** argv) {
     spdlog::info("signal {} received: draining and stopping", sig);
     break;
   }
+  http.stop();
   stop = true;
   loop.join();
   spdlog::info("vigild stopped: {} events stored", intake.counters().events_stored.load());

@@ -76,6 +76,25 @@ std::string text_col(sqlite3_stmt* s, int i) {
   return t ? reinterpret_cast<const char*>(t) : "";
 }
 
+#define JOB_COLUMNS \
+  "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
+  "coalesce(slurm_state,'')"
+
+JobRow job_from_row(sqlite3_stmt* s) {
+  JobRow r;
+  r.job = static_cast<std::uint32_t>(sqlite3_column_int64(s, 0));
+  r.uid = static_cast<uid_t>(sqlite3_column_int64(s, 1));
+  r.user = text_col(s, 2);
+  r.state = text_col(s, 3);
+  r.first_ns = sqlite3_column_int64(s, 4);
+  r.last_ns = sqlite3_column_int64(s, 5);
+  r.events = sqlite3_column_int64(s, 6);
+  r.label = text_col(s, 7);
+  r.restart = static_cast<std::uint32_t>(sqlite3_column_int64(s, 8));
+  r.slurm_state = text_col(s, 9);
+  return r;
+}
+
 }  // namespace
 
 struct Store::Stmts {
@@ -89,34 +108,16 @@ Store::~Store() {
   sqlite3_close_v2(db_);
 }
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_only) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     Error e = make_error(Errc::io, "cannot open database " + path + ": " + (db ? sqlite3_errmsg(db) : "?"));
     sqlite3_close_v2(db);
     return e;
   }
   std::unique_ptr<Store> st(new Store(db));
-  // WAL: readers never block the writer. synchronous=FULL: a commit survives
-  // power loss, which is what "acknowledged" promises; group commit pays for it.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                             "PRAGMA busy_timeout=5000"})
-    if (auto s = exec(db, pragma); !s) return s.error();
-  if (auto s = exec(db, "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"); !s)
-    return s.error();
-  int version = st->schema_version();
-  if (version > kSchemaVersion)
-    return make_error(Errc::bad_version, "database schema " + std::to_string(version) +
-                                             " is newer than this vigild (" + std::to_string(kSchemaVersion) + ")");
-  for (int v = version + 1; v <= kSchemaVersion; ++v) {
-    std::string sql = std::string("BEGIN;") + kMigrations[v - 1] +
-                      "INSERT OR REPLACE INTO meta VALUES('schema_version','" + std::to_string(v) + "');COMMIT;";
-    if (auto s = exec(db, sql.c_str()); !s) {
-      exec(db, "ROLLBACK");
-      return make_error(Errc::io, "migration to schema " + std::to_string(v) + " failed: " + s.error().message);
-    }
-  }
+  if (auto s = read_only ? st->check_schema(path) : st->prepare_schema(); !s) return s.error();
   auto prep = [&](Stmt& s, const char* sql) { return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s.s, nullptr) == SQLITE_OK; };
   if (!prep(st->st_->insert_event,
             "INSERT OR IGNORE INTO events(id,type,ts_ns,job,step,task,restart,node,sender_uid,attrs,received_ns)"
@@ -137,6 +138,37 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
       !prep(st->st_->count, "SELECT count(*) FROM events"))
     return db_error(db, "prepare");
   return st;
+}
+
+// The writer: WAL (readers never block it), synchronous=FULL (a commit survives
+// power loss, which is what "acknowledged" promises; group commit pays for it),
+// then the migrations this binary knows.
+Status Store::prepare_schema() {
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                             "PRAGMA busy_timeout=5000",
+                             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"})
+    if (auto s = exec(db_, pragma); !s) return s;
+  const int version = schema_version();
+  if (version > kSchemaVersion)
+    return make_error(Errc::bad_version, "database schema " + std::to_string(version) +
+                                             " is newer than this vigild (" + std::to_string(kSchemaVersion) + ")");
+  for (int v = version + 1; v <= kSchemaVersion; ++v) {
+    std::string sql = std::string("BEGIN;") + kMigrations[v - 1] +
+                      "INSERT OR REPLACE INTO meta VALUES('schema_version','" + std::to_string(v) + "');COMMIT;";
+    if (auto s = exec(db_, sql.c_str()); !s) {
+      exec(db_, "ROLLBACK");
+      return make_error(Errc::io, "migration to schema " + std::to_string(v) + " failed: " + s.error().message);
+    }
+  }
+  return ok_status();
+}
+
+// A reader: the writer owns schema and journal mode; just check we agree.
+Status Store::check_schema(const std::string& path) {
+  if (auto s = exec(db_, "PRAGMA busy_timeout=5000"); !s) return s;
+  if (schema_version() != kSchemaVersion)
+    return make_error(Errc::bad_version, "database " + path + " is not at schema " + std::to_string(kSchemaVersion));
+  return ok_status();
 }
 
 int Store::schema_version() {
@@ -294,25 +326,32 @@ std::int64_t Store::event_count() {
 Result<std::vector<JobRow>> Store::jobs(std::optional<uid_t> only_uid, int limit) {
   Stmt s;
   const char* sql = only_uid
-      ? "SELECT job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,'') FROM jobs WHERE uid=?2 ORDER BY job DESC LIMIT ?1"
-      : "SELECT job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,'') FROM jobs ORDER BY job DESC LIMIT ?1";
+      ? "SELECT " JOB_COLUMNS " FROM jobs WHERE uid=?2 ORDER BY job DESC LIMIT ?1"
+      : "SELECT " JOB_COLUMNS " FROM jobs ORDER BY job DESC LIMIT ?1";
   if (sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "jobs");
   sqlite3_bind_int(s.s, 1, limit);
   if (only_uid) sqlite3_bind_int64(s.s, 2, *only_uid);
   std::vector<JobRow> out;
-  while (sqlite3_step(s.s) == SQLITE_ROW) {
-    JobRow r;
-    r.job = static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0));
-    r.uid = static_cast<uid_t>(sqlite3_column_int64(s.s, 1));
-    r.user = text_col(s.s, 2);
-    r.state = text_col(s.s, 3);
-    r.first_ns = sqlite3_column_int64(s.s, 4);
-    r.last_ns = sqlite3_column_int64(s.s, 5);
-    r.events = sqlite3_column_int64(s.s, 6);
-    r.label = text_col(s.s, 7);
-    out.push_back(std::move(r));
-  }
+  while (sqlite3_step(s.s) == SQLITE_ROW) out.push_back(job_from_row(s.s));
   return out;
+}
+
+std::map<std::string, std::int64_t> Store::jobs_by_state() {
+  std::map<std::string, std::int64_t> out;
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT state, count(*) FROM jobs GROUP BY state", -1, &s.s, nullptr) != SQLITE_OK)
+    return out;
+  while (sqlite3_step(s.s) == SQLITE_ROW) out[text_col(s.s, 0)] = sqlite3_column_int64(s.s, 1);
+  return out;
+}
+
+std::optional<JobRow> Store::job_row(std::uint32_t job) {
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT " JOB_COLUMNS " FROM jobs WHERE job=?1", -1, &s.s, nullptr) != SQLITE_OK)
+    return std::nullopt;
+  sqlite3_bind_int64(s.s, 1, job);
+  if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;
+  return job_from_row(s.s);
 }
 
 Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job, std::int64_t after_seq, int limit,

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,8 @@ struct JobRow {
   std::int64_t last_ns = 0;
   std::int64_t events = 0;
   std::string label;
+  std::uint32_t restart = 0;
+  std::string slurm_state;
 };
 
 enum class InsertOutcome { stored, duplicate };
@@ -51,7 +54,9 @@ struct TransitionRow {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> open(const std::string& path);
+  // read_only: a second connection for readers (HTTP API); WAL lets it read
+  // while the intake writes. No migrations; the writer owns the schema.
+  static Result<std::unique_ptr<Store>> open(const std::string& path, bool read_only = false);
   ~Store();
 
   Status begin();
@@ -72,6 +77,8 @@ class Store {
   Status record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart);
   Result<std::vector<TransitionRow>> transitions(std::uint32_t job);
   Result<std::vector<JobRow>> jobs(std::optional<uid_t> only_uid, int limit);
+  std::optional<JobRow> job_row(std::uint32_t job);
+  std::map<std::string, std::int64_t> jobs_by_state();
   Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
                                           int limit, std::optional<uid_t> only_uid);
   std::int64_t event_count();
@@ -87,6 +94,8 @@ class Store {
 
  private:
   explicit Store(sqlite3* db);
+  Status prepare_schema();
+  Status check_schema(const std::string& path);
   struct Stmts;
   sqlite3* db_;
   std::unique_ptr<Stmts> st_;

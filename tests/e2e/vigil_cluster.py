@@ -124,7 +124,8 @@ class Vigild:
         self.db = self.dir / "vigild.db"
         self.config = self.dir / "vigild.yaml"
         self.config.write_text(f"listen: {cluster.endpoint}\nmunge_socket: {cluster.munge_socket}\n"
-                               f"database: {self.db}\nlog_level: debug\n{extra_config or ''}")
+                               f"database: {self.db}\nlog_level: debug\nhttp_listen: 127.0.0.1:0\n"
+                               f"{extra_config or ''}")
         self.log = self.dir / "vigild.log"
         self.proc = None
 
@@ -136,10 +137,11 @@ class Vigild:
         self.proc = subprocess.Popen([str(VIGILD), "-c", str(self.config), "--ready-file", str(ready)],
                                      stdout=logf, stderr=subprocess.STDOUT, env=self.cluster.env)
         deadline = time.monotonic() + 10
-        while not ready.exists():
+        while not (ready.exists() and len(ready.read_text().splitlines()) >= 2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"vigild did not start:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.05)
+        self.http = "http://" + ready.read_text().splitlines()[1]  # the bound HTTP API
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=10):

@@ -1,0 +1,81 @@
+// queries.cpp — see queries.hpp.
+#include "queries.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+
+namespace vigil::controller {
+
+bool is_admin(uid_t uid, gid_t gid, const std::string& admin_group) {
+  if (uid == 0) return true;
+  struct group* g = getgrnam(admin_group.c_str());
+  if (g == nullptr) return false;
+  if (g->gr_gid == gid) return true;
+  struct passwd* pw = getpwuid(uid);
+  if (pw == nullptr) return false;
+  for (char** m = g->gr_mem; m && *m; ++m)
+    if (std::string(*m) == pw->pw_name) return true;
+  return false;
+}
+
+json event_json(const StoredEvent& s) {
+  const Event& e = s.event;
+  json j = {{"seq", s.seq},       {"id", event_id_hex(e.id)}, {"type", event_type_name(e.type)},
+            {"ts_ns", e.ts_ns},   {"job", e.job},             {"restart", e.restart},
+            {"sender_uid", s.sender_uid}, {"attrs", e.attrs}};
+  if (e.step != kNoStep) j["step"] = e.step;
+  if (e.task >= 0) j["task"] = e.task;
+  if (!e.node.empty()) j["node"] = e.node;
+  return j;
+}
+
+json job_json(const JobRow& r) {
+  const std::int64_t uid = r.uid == static_cast<uid_t>(-1) ? -1 : static_cast<std::int64_t>(r.uid);
+  return {{"job", r.job},           {"uid", uid},           {"user", r.user},     {"state", r.state},
+          {"first_ns", r.first_ns}, {"last_ns", r.last_ns}, {"events", r.events}, {"label", r.label},
+          {"restart", r.restart},   {"slurm_state", r.slurm_state}};
+}
+
+namespace {
+Status may_see(Store& store, const Caller& who, std::uint32_t job) {
+  if (who.admin) return ok_status();
+  if (store.job_owner(job) == who.uid) return ok_status();
+  return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours");
+}
+}  // namespace
+
+Result<json> query_jobs(Store& store, const Caller& who, int limit) {
+  auto rows = store.jobs(who.only(), limit);
+  if (!rows) return rows.error();
+  json arr = json::array();
+  for (auto& r : *rows) arr.push_back(job_json(r));
+  return arr;
+}
+
+Result<json> query_events(Store& store, const Caller& who, std::optional<std::uint32_t> job, std::int64_t after,
+                          int limit) {
+  if (job)
+    if (auto s = may_see(store, who, *job); !s) return s.error();
+  auto evs = store.events(job, after, limit, who.only());
+  if (!evs) return evs.error();
+  json arr = json::array();
+  for (auto& e : *evs) arr.push_back(event_json(e));
+  return arr;
+}
+
+Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int limit) {
+  if (auto s = may_see(store, who, job); !s) return s.error();
+  auto row = store.job_row(job);
+  if (!row) return make_error(Errc::denied, "job " + std::to_string(job) + " is unknown");
+  json info = job_json(*row);
+  auto timeline = query_events(store, who, job, 0, limit);
+  if (!timeline) return timeline.error();
+  info["timeline"] = std::move(timeline).value();
+  json tr = json::array();
+  if (auto trs = store.transitions(job))
+    for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});
+  info["transitions"] = tr;
+  return info;
+}
+
+}  // namespace vigil::controller
