@@ -202,7 +202,7 @@ void Reporter::drain(bool final_pass) {
     l.note(r.ok());
     if (!r.ok()) {
       l.retry_at = Clock::now() + std::chrono::milliseconds(l.backoff_ms);
-      l.backoff_ms = std::min(l.backoff_ms * 2, 10000);
+      l.backoff_ms = std::min(l.backoff_ms * 2, 5000);  // vigild's restart grace is 10 s
     } else {
       l.backoff_ms = 500;
     }

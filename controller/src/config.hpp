@@ -24,6 +24,7 @@ struct Config {
   int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
   int heartbeat_missed = 2;                     // missed intervals before a step/node is silent/lost
   bool drain_on_node_loss = false;              // drain a lost node in Slurm, with a reason
+  int restart_grace_s = 10;                     // after a restart, silence counts only after this
   int reconcile_interval_s = 5;                 // poll slurmctld (incrementally) this often; 0: off
 };
 

@@ -114,9 +114,12 @@ struct Intake::Impl {
   Impl(Config c, Store& s, Clock k, SlurmControl* sc)
       : cfg(std::move(c)), store(s), clock(std::move(k)), munge(cfg.munge_socket), started_ns(clock()),
         monitor(cfg.heartbeat_missed), slurm(sc) {
-    // Steps that were running when vigild stopped: watch them again, from now.
+    // Steps that were running when vigild stopped: watch them again. Their
+    // plugins are backing off (up to 5 s between attempts) and will replay their
+    // spools first, so they get a grace period before silence counts.
     if (auto open = store.open_steps()) {
-      for (const auto& o : *open) monitor.alive({o.job, o.step, o.node}, o.interval_s, started_ns);
+      const std::int64_t grace = static_cast<std::int64_t>(cfg.restart_grace_s) * 1'000'000'000;
+      for (const auto& o : *open) monitor.alive({o.job, o.step, o.node}, o.interval_s, started_ns + grace);
       if (!open->empty()) spdlog::info("watching {} steps that were running before the restart", open->size());
     }
   }
