@@ -1,6 +1,7 @@
 // message.cpp — strict CBOR bodies (see message.hpp).
 #include "vigil/message.hpp"
 
+#include <chrono>
 #include <cstring>
 
 #include "vigil/crypto.hpp"
@@ -125,9 +126,17 @@ Result<EventType> event_type_from_name(std::string_view name) {
   return make_error(Errc::bad_kind, "unknown event type '" + std::string(name) + "'");
 }
 
+// 8 bytes of wall-clock time (ns, big-endian) then 8 random bytes: unique
+// without coordination (64 random bits per nanosecond), and roughly ordered, so
+// vigild's UNIQUE index on ids is appended to rather than written at random
+// pages (measured: ~4x ingest, docs/research/ingest-bench.md).
 EventId new_event_id() {
   EventId id;
-  random_bytes(id.data(), id.size());
+  const auto ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i = 0; i < 8; ++i) id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
+  random_bytes(id.data() + 8, 8);
   return id;
 }
 

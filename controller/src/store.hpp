@@ -95,6 +95,11 @@ class Store {
  private:
   explicit Store(sqlite3* db);
   Status prepare_schema();
+  Status flush_job_touches();
+  struct JobTouch {
+    std::int64_t first_ns = 0, last_ns = 0, count = 0;
+  };
+  std::map<std::uint32_t, JobTouch> touches_;  // per transaction
   Status check_schema(const std::string& path);
   struct Stmts;
   sqlite3* db_;
