@@ -11,7 +11,6 @@ Usage: detect.py CLUSTER_DIR ROUNDS_5S ROUNDS_1S
 import json
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,15 +20,7 @@ from vigil_cluster import Cluster, vigil, wait_for  # noqa: E402
 
 cdir = Path(sys.argv[1])
 rounds = {5: int(sys.argv[2]), 1: int(sys.argv[3])}
-cluster = Cluster(cdir, nodes=3)
-cluster.env = None
-import os  # noqa: E402
-import re  # noqa: E402
-cluster.env = dict(os.environ)
-for line in (cdir / "env").read_text().splitlines():
-    m = re.match(r"export (\w+)=(.*)", line)
-    if m:
-        cluster.env[m.group(1)] = m.group(2)
+cluster = Cluster(cdir, nodes=3).attach()
 
 rng = random.Random(7)
 results = {}

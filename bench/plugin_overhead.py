@@ -16,13 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from vigil_cluster import Cluster  # noqa: E402
+
 cdir = Path(sys.argv[1])
 rounds = int(sys.argv[2])
-env = dict(os.environ)
-for line in (cdir / "env").read_text().splitlines():
-    if line.startswith("export "):
-        k, v = line[7:].split("=", 1)
-        env[k] = v
+env = Cluster(cdir).attach().env
 plugstack = cdir / "etc" / "plugstack.conf"
 with_plugin = plugstack.read_text()
 without = "# empty: plugin-overhead baseline\n"

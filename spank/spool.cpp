@@ -80,7 +80,7 @@ Result<std::vector<Event>> Spool::read_file(const std::string& path) {
     if (p + 4 + n > data.size()) break;  // torn tail
     auto j = cbor_decode(std::string_view(data).substr(p + 4, n));
     if (j) {
-      auto e = event_from_json(*j);
+      auto e = event_from_json(std::move(*j));
       if (e) out.push_back(std::move(e).value());
     }
     p += 4 + n;

@@ -163,7 +163,7 @@ json event_to_json(const Event& e) {
   return j;
 }
 
-Result<Event> event_from_json(const json& j) {
+Result<Event> event_from_json(json j) {
   if (!j.is_object()) return bad("event is not a map");
   Event e;
   bool have_id = false, have_t = false, have_ts = false, have_job = false;
@@ -171,7 +171,7 @@ Result<Event> event_from_json(const json& j) {
   // One pass over the fields: unknown fields are errors (strict v1).
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
-    const json& v = *it;
+    json& v = *it;
     if (k == "id") {
       if (!v.is_binary() || v.get_binary().size() != e.id.size()) return bad("event field 'id' must be 16 bytes");
       std::memcpy(e.id.data(), v.get_binary().data(), e.id.size());
@@ -206,7 +206,7 @@ Result<Event> event_from_json(const json& j) {
       e.node = v.get<std::string>();
     } else if (k == "a") {
       if (!v.is_object()) return bad("event field 'a' must be a map");
-      e.attrs = v;
+      e.attrs = std::move(v);
     } else {
       return bad("event has unknown field '" + k + "'");
     }
@@ -297,7 +297,7 @@ Result<DecodedBatch> decode_batch(std::string_view body) {
   DecodedBatch out;
   out.events.reserve(doc->size());
   for (std::size_t i = 0; i < doc->size(); ++i) {
-    auto e = event_from_json((*doc)[i]);
+    auto e = event_from_json(std::move((*doc)[i]));
     if (e) out.events.push_back(std::move(e).value());
     else out.rejected.emplace_back(i, e.error());
   }

@@ -142,7 +142,7 @@ class Sdk {
       std::vector<Event> events;
       for (auto& p : batch) events.push_back(p.event);
       auto ack = client.send_batch(events);
-      std::lock_guard<std::mutex> g(mu_);
+      std::unique_lock<std::mutex> lk(mu_);
       if (!ack) {
         // vigild unreachable: put them back in front, in order, and back off.
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
@@ -150,9 +150,8 @@ class Sdk {
           queue_.pop_back();
           dropped_++;
         }
-        mu_.unlock();
+        lk.unlock();
         std::this_thread::sleep_for(stopping ? std::chrono::milliseconds(50) : backoff);
-        mu_.lock();
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         continue;
       }

@@ -47,6 +47,10 @@ class Cluster:
         r = self._cmd(*args, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"scripts/cluster up failed:\n{r.stdout}\n{r.stderr}")
+        return self.attach()
+
+    def attach(self):
+        """Use a cluster that is already up: read its env file (SLURM_CONF, VIGIL_*)."""
         self.env = dict(os.environ)
         for line in (self.dir / "env").read_text().splitlines():
             m = re.match(r"export (\w+)=(.*)", line)

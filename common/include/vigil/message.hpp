@@ -72,7 +72,7 @@ struct Event {
 
 json event_to_json(const Event& e);                   // CBOR-ready map
 std::string encode_event(const Event& e);             // CBOR, same map, no DOM
-Result<Event> event_from_json(const json& j);         // strict validation
+Result<Event> event_from_json(json j);                // strict validation (moves attrs out)
 std::string encode_batch(const std::vector<Event>& events);
 // Decodes a batch; a structurally broken body fails whole, while a single bad
 // event is reported through `rejected` (index, reason) and the rest are kept.
