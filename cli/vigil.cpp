@@ -97,6 +97,11 @@ int main(int argc, char** argv) {
   bool follow = false;
   events->add_option("--job", ev_job, "only this job");
   events->add_flag("-f,--follow", follow, "keep printing new events");
+  std::uint32_t ckpt_job = 0;
+  bool ckpt_wait = false;
+  auto* ckpt = app.add_subcommand("checkpoint", "ask a running job's steps to checkpoint now (sends its checkpoint signal)");
+  ckpt->add_option("job", ckpt_job, "Slurm job id")->required();
+  ckpt->add_flag("--wait", ckpt_wait, "wait (up to 30 s) until every node reports delivery");
   auto* emit = app.add_subcommand("emit", "from inside a job: report a scalar (shell SDK)");
   std::string emit_name, emit_units;
   double emit_value = 0, emit_time = 0;
@@ -136,6 +141,40 @@ int main(int argc, char** argv) {
                   (*r)["you"]["uid"].get<long long>(), (*r)["you"]["admin"].get<bool>() ? ", admin" : "");
       for (auto it = (*r)["rejected"].begin(); it != (*r)["rejected"].end(); ++it)
         std::printf("  rejected %-16s %s\n", it.key().c_str(), it->dump().c_str());
+    }
+    return 0;
+  }
+  if (ckpt->parsed()) {
+    auto r = client.request({{"op", "checkpoint"}, {"job", ckpt_job}});
+    if (!r) return fail(r.error());
+    const auto id = (*r)["command"].get<std::uint64_t>();
+    const std::size_t want = (*r)["targets"].size();
+    if (!as_json) std::printf("checkpoint #%llu requested for job %u: %zu step(s)\n", static_cast<unsigned long long>(id), ckpt_job, want);
+    if (!ckpt_wait) {
+      if (as_json) std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    json seen = json::array();
+    std::int64_t after = 0;
+    for (int i = 0; i < 120 && seen.size() < want; ++i) {
+      auto evs = client.request({{"op", "events"}, {"job", ckpt_job}, {"after", after}, {"limit", 1000}});
+      if (!evs) return fail(evs.error());
+      for (const json& e : *evs) {
+        after = e["seq"].get<std::int64_t>();
+        if (e["type"] == "checkpoint_signal" && e["attrs"].value("command", std::uint64_t{0}) == id) {
+          seen.push_back(e);
+          if (!as_json)
+            std::printf("  %s step %s: signal %d delivered to %d of %d task(s)\n", e.value("node", std::string("?")).c_str(),
+                        step_name(e).c_str(), e["attrs"]["signal"].get<int>(), e["attrs"]["delivered"].get<int>(),
+                        e["attrs"]["tasks"].get<int>());
+        }
+      }
+      if (seen.size() < want) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    if (as_json) std::cout << json{{"command", id}, {"targets", (*r)["targets"]}, {"deliveries", seen}}.dump(2) << "\n";
+    if (seen.size() < want) {
+      std::fprintf(stderr, "vigil: only %zu of %zu steps reported delivery within 30 s\n", seen.size(), want);
+      return 1;
     }
     return 0;
   }

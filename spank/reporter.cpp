@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <utility>
 #include <fstream>
 
 #include "spool.hpp"
@@ -175,7 +176,7 @@ json Reporter::sample_tasks() {
           {"interval_s", opts_.effective_heartbeat(site_)}};
 }
 
-void Reporter::deliver_checkpoint_signal() {
+void Reporter::deliver_checkpoint_signal(const char* reason, std::uint64_t command_id) {
   std::map<pid_t, std::int32_t> tasks;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -183,8 +184,9 @@ void Reporter::deliver_checkpoint_signal() {
   }
   int delivered = 0;
   for (auto& [pid, t] : tasks) delivered += ::kill(pid, opts_.checkpoint_signal) == 0;
-  emit(EventType::checkpoint_signal, -1,
-       {{"signal", opts_.checkpoint_signal}, {"reason", "cadence"}, {"delivered", delivered}, {"tasks", tasks.size()}});
+  json a = {{"signal", opts_.checkpoint_signal}, {"reason", reason}, {"delivered", delivered}, {"tasks", tasks.size()}};
+  if (command_id != 0) a["command"] = command_id;
+  emit(EventType::checkpoint_signal, -1, std::move(a));
 }
 
 // Sends what is queued. Order is preserved: while anything is spooled, new
@@ -200,6 +202,7 @@ void Reporter::drain(bool final_pass) {
   auto send = [&](const std::vector<Event>& evs) {
     auto r = l.client.send_batch(evs);
     l.note(r.ok());
+    if (r.ok()) commands_.insert(commands_.end(), r->commands.begin(), r->commands.end());
     if (!r.ok()) {
       l.retry_at = Clock::now() + std::chrono::milliseconds(l.backoff_ms);
       l.backoff_ms = std::min(l.backoff_ms * 2, 5000);  // vigild's restart grace is 10 s
@@ -240,10 +243,13 @@ void Reporter::run() {
       while (next_hb <= now) next_hb += hb;
     }
     if (ckpt && now >= next_ckpt) {
-      deliver_checkpoint_signal();
+      deliver_checkpoint_signal("cadence");
       next_ckpt = now + std::chrono::seconds(opts_.checkpoint_s);
     }
     drain(false);
+    // Commands vigild sent back with the ACK (user request, stop-and-gather...).
+    for (const Command& c : std::exchange(commands_, {}))
+      if (c.kind == "checkpoint") deliver_checkpoint_signal(c.reason.c_str(), c.id);
   }
   drain(true);
 }

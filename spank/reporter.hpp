@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "options.hpp"
+#include "vigil/client.hpp"
 #include "vigil/message.hpp"
 
 namespace vigil::spank {
@@ -46,7 +47,8 @@ class Reporter {
   void run();
   void drain(bool final_pass);
   json sample_tasks();
-  void deliver_checkpoint_signal();
+  void deliver_checkpoint_signal(const char* reason, std::uint64_t command_id = 0);
+  std::vector<Command> commands_;  // received in ACKs, run after the send (thread only)
 
   SiteConfig site_;
   JobOptions opts_;

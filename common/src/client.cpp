@@ -162,7 +162,13 @@ std::string encode_reply_error(Errc code, std::string_view message) {
 std::string encode_ack(const AckInfo& ack) {
   json rej = json::array();
   for (const auto& [i, why] : ack.rejected) rej.push_back(json::array({i, why}));
-  return cbor_encode(json{{"stored", ack.stored}, {"dup", ack.duplicates}, {"rej", rej}});
+  json body = {{"stored", ack.stored}, {"dup", ack.duplicates}, {"rej", rej}};
+  if (!ack.commands.empty()) {
+    json cmds = json::array();
+    for (const Command& c : ack.commands) cmds.push_back(json::array({c.id, c.kind, c.reason}));
+    body["cmd"] = cmds;
+  }
+  return cbor_encode(body);
 }
 
 Result<AckInfo> decode_ack(std::string_view body) {
@@ -179,6 +185,14 @@ Result<AckInfo> decode_ack(std::string_view body) {
     if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() || !r[1].is_string())
       return make_error(Errc::malformed, "ack rejection entry is not [index, reason]");
     a.rejected.emplace_back(r[0].get<std::size_t>(), r[1].get<std::string>());
+  }
+  if (j.contains("cmd")) {
+    if (!j["cmd"].is_array()) return make_error(Errc::malformed, "ack 'cmd' is not an array");
+    for (const json& c : j["cmd"]) {
+      if (!c.is_array() || c.size() != 3 || !c[0].is_number_unsigned() || !c[1].is_string() || !c[2].is_string())
+        return make_error(Errc::malformed, "ack command is not [id, kind, reason]");
+      a.commands.push_back({c[0].get<std::uint64_t>(), c[1].get<std::string>(), c[2].get<std::string>()});
+    }
   }
   return a;
 }

@@ -55,6 +55,13 @@ std::vector<Detection> HeartbeatMonitor::tick(std::int64_t now_ns) {
   return out;
 }
 
+std::vector<StepKey> HeartbeatMonitor::steps_of(std::uint32_t job) const {
+  std::vector<StepKey> out;
+  for (auto it = steps_.lower_bound(StepKey{job, 0, ""}); it != steps_.end() && it->first.job == job; ++it)
+    out.push_back(it->first);
+  return out;
+}
+
 std::vector<HeartbeatMonitor::NodeView> HeartbeatMonitor::nodes() const {
   std::map<std::string, NodeView> m;
   for (const auto& [k, w] : steps_) {

@@ -50,6 +50,7 @@ class HeartbeatMonitor {
   };
   std::vector<NodeView> nodes() const;
   std::size_t watched() const { return steps_.size(); }
+  std::vector<StepKey> steps_of(std::uint32_t job) const;
 
  private:
   struct Watch {

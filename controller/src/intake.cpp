@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -89,7 +90,7 @@ struct Intake::Impl {
     n.last_turn_frames = turn_frames;
     n.oldest_frame_wait_s = turn_oldest_wait_s;
     for (const auto& v : monitor.nodes())
-      n.nodes.push_back({v.node, static_cast<double>(now - v.last_ns) / 1e9, v.steps, v.lost});
+      n.nodes.push_back({v.node, std::max(0.0, static_cast<double>(now - v.last_ns) / 1e9), v.steps, v.lost});
     n.ack_latency = ack_latency.copy();
     std::lock_guard<std::mutex> g(snap_mu);
     snap = std::move(n);
@@ -110,6 +111,35 @@ struct Intake::Impl {
 
   HeartbeatMonitor monitor;
   SlurmControl* slurm = nullptr;
+
+  // Commands for plugins (a user's checkpoint request...), delivered in the ACK
+  // of each target step's next batch. In memory: a restart forgets them, and
+  // they expire after kCommandTtl.
+  struct PendingCommand {
+    Command cmd;
+    std::uint32_t job = 0;
+    std::int64_t created_ns = 0;
+    std::vector<StepKey> targets;  // steps running on their nodes when asked
+  };
+  static constexpr std::int64_t kCommandTtl = 600LL * 1'000'000'000;
+  std::vector<PendingCommand> commands;
+  std::uint64_t next_command_id = 1;
+
+  // Attach to `ack` the commands for the steps this plugin batch came from.
+  void route_commands(const Session& s, const std::vector<Event>& evs, AckInfo& ack, std::int64_t now) {
+    if (commands.empty() || s.uid != 0 || s.role != "plugin") return;
+    std::erase_if(commands, [&](const PendingCommand& c) { return c.targets.empty() || now - c.created_ns > kCommandTtl; });
+    for (const Event& e : evs) {
+      if (e.step == kNoStep || e.node.empty()) continue;
+      for (PendingCommand& c : commands) {
+        if (c.job != e.job) continue;
+        auto t = std::find(c.targets.begin(), c.targets.end(), StepKey{e.job, e.step, e.node});
+        if (t == c.targets.end()) continue;
+        ack.commands.push_back(c.cmd);
+        c.targets.erase(t);
+      }
+    }
+  }
 
   Impl(Config c, Store& s, Clock k, SlurmControl* sc)
       : cfg(std::move(c)), store(s), clock(std::move(k)), munge(cfg.munge_socket), started_ns(clock()),
@@ -456,6 +486,7 @@ struct Intake::Impl {
       }
       ++index;
     }
+    route_commands(*s, batch->events, pa.ack, now);
     pending.push_back(std::move(pa));
   }
 
@@ -506,6 +537,30 @@ struct Intake::Impl {
     send(rid, encode_frame(FrameKind::reply, f.header.session, f.header.seq, body, s->key.get()));
   }
 
+  // A user asks the job's running steps to checkpoint now: the plugin on each
+  // node sends the job's checkpoint signal to its tasks and reports delivery.
+  Result<json> request_checkpoint(const Caller& who, const json& req) {
+    if (!req.contains("job") || !req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
+      return make_error(Errc::malformed, "checkpoint request needs 'job'");
+    const auto job = req["job"].get<std::uint32_t>();
+    if (!who.admin && store.job_owner(job) != who.uid)
+      return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours");
+    PendingCommand c;
+    c.cmd = {next_command_id++, "checkpoint", "request"};
+    c.job = job;
+    c.created_ns = clock();
+    for (const StepKey& k : monitor.steps_of(job))
+      if (k.step != 0xfffffffbu) c.targets.push_back(k);  // the batch shell gets no signal
+    if (c.targets.empty())
+      return make_error(Errc::unavailable, "job " + std::to_string(job) + " has no running step to signal");
+    json targets = json::array();
+    for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
+    spdlog::info("job {}: checkpoint requested by uid {} (command {}, {} steps)", job, who.uid, c.cmd.id, c.targets.size());
+    json out = {{"command", c.cmd.id}, {"targets", targets}};
+    commands.push_back(std::move(c));
+    return out;
+  }
+
   std::string answer(const Session& s, const json& req) {
     const std::string op = req["op"].get<std::string>();
     const int limit = req.contains("limit") && req["limit"].is_number_unsigned()
@@ -531,7 +586,7 @@ struct Intake::Impl {
       json arr = json::array();
       const std::int64_t now = clock();
       for (const auto& n : monitor.nodes())
-        arr.push_back({{"node", n.node}, {"steps", n.steps}, {"heartbeat_age_s", (now - n.last_ns) / 1e9},
+        arr.push_back({{"node", n.node}, {"steps", n.steps}, {"heartbeat_age_s", std::max(0.0, (now - n.last_ns) / 1e9)},
                        {"lost", n.lost}});
       return encode_reply_ok(arr);
     }
@@ -544,6 +599,7 @@ struct Intake::Impl {
       return encode_reply_ok(*r);
     };
     if (op == "jobs") return reply(query_jobs(store, who, limit));
+    if (op == "checkpoint") return reply(request_checkpoint(who, req));
     if (op == "job" || op == "events") {
       std::optional<std::uint32_t> job;
       if (req.contains("job")) {

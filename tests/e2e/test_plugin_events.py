@@ -119,3 +119,27 @@ def test_vigild_outage_does_not_touch_the_job_and_loses_nothing(cluster, vigild)
     for node in ("n1", "n2"):
         mine = [e for e in step0 if e["node"] == node]
         assert [e["ts_ns"] for e in mine] == sorted(e["ts_ns"] for e in mine)
+
+
+def test_checkpoint_on_request_reaches_every_node(cluster, vigild):
+    # Each task traps USR1 and leaves a mark; vigil checkpoint must reach all of them.
+    marks = cluster.dir / "jobs" / "marks"
+    marks.mkdir(exist_ok=True)
+    marks.chmod(0o777)  # alice's tasks write here
+    jid = cluster.sbatch(
+        "#!/bin/bash\n#SBATCH -N2 --ntasks-per-node=1\n#SBATCH --vigil-heartbeat=1 --vigil-checkpoint-signal=USR1\n"
+        f"srun bash -c 'trap \"touch {marks}/$SLURM_JOB_ID.$SLURMD_NODENAME\" USR1; "
+        "for i in $(seq 200); do sleep 0.1; done'\n", user="vigil-alice")
+    wait_for(lambda: len([n for n in vigil(cluster, "nodes") if n["steps"] >= 1]) >= 2, timeout=30,
+             what="steps on two nodes")
+    time.sleep(1)
+    # bob may not ask alice's job to checkpoint
+    r = vigil(cluster, "checkpoint", str(jid), user="vigil-bob", check=False, as_json=False)
+    assert r.returncode != 0 and "denied" in r.stderr
+    out = vigil(cluster, "checkpoint", str(jid), "--wait", user="vigil-alice")
+    assert {t["node"] for t in out["targets"]} == {"n1", "n2"}
+    assert {d["node"] for d in out["deliveries"]} == {"n1", "n2"}
+    assert all(d["attrs"]["delivered"] == 1 and d["attrs"]["reason"] == "request" for d in out["deliveries"])
+    wait_for(lambda: {p.name for p in marks.iterdir()} >= {f"{jid}.n1", f"{jid}.n2"}, timeout=5,
+             what="both tasks handled SIGUSR1")
+    cluster.run(["scancel", str(jid)])

@@ -30,10 +30,19 @@ struct ClientOptions {
   int connect_timeout_ms = 0;
 };
 
+// A command from vigild to the plugin of one step on one node, carried back in
+// the ACK of that step's next batch (a heartbeat at the latest).
+struct Command {
+  std::uint64_t id = 0;
+  std::string kind;    // "checkpoint"
+  std::string reason;  // "request" (user), later "stop", "maintenance", "preemption"
+};
+
 struct AckInfo {
   std::uint64_t stored = 0;      // newly committed
   std::uint64_t duplicates = 0;  // already stored earlier (replays)
   std::vector<std::pair<std::size_t, std::string>> rejected;  // index, reason
+  std::vector<Command> commands;  // for the sender (plugin sessions only)
 };
 
 class Client {
