@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -251,6 +252,29 @@ struct Intake::Impl {
     }
   }
 
+  // The job's `submit` event, from what slurmctld says was requested. Its id is
+  // derived from (submit time, job id), so every reconciliation round and every
+  // restart finds the same event and stores it once.
+  void record_submit(const SlurmJob& j, std::int64_t now) {
+    if (j.submit_time <= 0) return;
+    Event e;
+    const auto ns = static_cast<std::uint64_t>(j.submit_time) * 1'000'000'000ull;
+    for (int i = 0; i < 8; ++i) e.id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
+    for (int i = 0; i < 4; ++i) e.id[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(j.job >> (24 - 8 * i));
+    std::memcpy(e.id.data() + 12, "SUBM", 4);
+    e.type = EventType::submit;
+    e.ts_ns = static_cast<std::int64_t>(ns);
+    e.job = j.job;
+    std::string user;
+    if (struct passwd* pw = getpwuid(j.uid)) user = pw->pw_name;
+    e.attrs = {{"by", "vigild"},       {"source", "slurmctld"},      {"uid", j.uid},   {"user", user},
+               {"name", j.name},       {"account", j.account},       {"partition", j.partition},
+               {"nodes", j.req_nodes}, {"cpus", j.req_cpus},         {"tasks", j.req_tasks},
+               {"tres", j.tres_req},   {"mem_per_node_mb", j.mem_per_node_mb}};
+    if (j.time_limit_min != 0xfffffffeu && j.time_limit_min != 0xffffffffu) e.attrs["time_limit_min"] = j.time_limit_min;
+    if (auto r = store.insert(e, 0, now); !r) spdlog::error("reconciliation: submit event: {}", r.error().what());
+  }
+
   void apply_reconciliation() {
     std::vector<SlurmJob> jobs;
     {
@@ -262,6 +286,7 @@ struct Intake::Impl {
     const std::int64_t now = clock();
     if (auto b = store.begin(); !b) return (void)spdlog::error("reconciliation: {}", b.error().what());
     for (const SlurmJob& j : jobs) {
+      record_submit(j, now);
       store.ensure_job(j.job, now);
       std::string user;
       if (struct passwd* pw = getpwuid(j.uid)) user = pw->pw_name;

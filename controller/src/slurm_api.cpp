@@ -74,6 +74,16 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
     sj.restart = j.restart_cnt;
     sj.exit_code = static_cast<std::int32_t>(j.exit_code);
     if (j.nodes) sj.nodes = j.nodes;
+    if (j.name) sj.name = j.name;
+    if (j.account) sj.account = j.account;
+    if (j.partition) sj.partition = j.partition;
+    if (j.tres_req_str) sj.tres_req = j.tres_req_str;
+    sj.req_nodes = j.num_nodes;
+    sj.req_cpus = j.num_cpus;
+    sj.req_tasks = j.num_tasks;
+    sj.time_limit_min = j.time_limit;
+    sj.mem_per_node_mb = j.pn_min_memory & ~MEM_PER_CPU;
+    sj.submit_time = j.submit_time;
     out.jobs.push_back(std::move(sj));
   }
   slurm_free_job_info_msg(msg);

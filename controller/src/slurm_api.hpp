@@ -23,6 +23,11 @@ struct SlurmJob {
   std::uint32_t restart = 0;
   std::int32_t exit_code = 0;  // wait() status of the batch script
   std::string nodes;
+  // What was asked for at submission (for the job's `submit` event).
+  std::string name, account, partition, tres_req;
+  std::uint32_t req_nodes = 0, req_cpus = 0, req_tasks = 0, time_limit_min = 0;
+  std::uint64_t mem_per_node_mb = 0;
+  std::time_t submit_time = 0;
 };
 
 struct SlurmJobs {

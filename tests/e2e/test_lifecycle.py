@@ -64,3 +64,19 @@ def test_reconciliation_catches_up_after_vigild_was_down(cluster, vigild):
     final_state(cluster, pending, "CANCELLED", timeout=15)
     status = vigil(cluster, "status")
     assert status["reconcile_rounds"] >= 1 and status["reconcile_errors"] == 0
+
+
+def test_submit_event_records_what_was_requested(cluster, vigild):
+    jid = cluster.sbatch("#!/bin/bash\n#SBATCH -N2 -n3 -t 7 -J wanted\nsrun true\n", user="vigil-bob")
+    assert cluster.wait_job(jid) == "COMPLETED"
+    submit = wait_for(lambda: next((e for e in vigil(cluster, "events", "--job", str(jid)) if e["type"] == "submit"), None),
+                      what="submit event from reconciliation")
+    a = submit["attrs"]
+    assert a["source"] == "slurmctld" and a["name"] == "wanted" and a["partition"] == "debug"
+    assert a["nodes"] == 2 and a["tasks"] == 3 and a["time_limit_min"] == 7 and a["user"] == "vigil-bob"
+    # later reconciliation rounds and restarts find the same event: stored once
+    vigild.stop()
+    vigild.start()
+    time.sleep(6)
+    assert [e["type"] for e in vigil(cluster, "events", "--job", str(jid))].count("submit") == 1
+    assert vigil(cluster, "show", str(jid))["user"] == "vigil-bob"
