@@ -155,6 +155,9 @@ SiteConfig parse_site_args(const std::vector<std::string>& args, std::vector<std
     } else if (k == "munge_socket") {
       if (!v.empty() && v[0] == '/') s.munge_socket = v;
       else bad("expected an absolute path");
+    } else if (k == "transport") {
+      if (!v.empty() && v[0] == '/') s.transport = v;
+      else bad("expected an absolute path");
     } else if (k == "spool_dir") {
       if (!v.empty() && v[0] == '/') s.spool_dir = v;
       else bad("expected an absolute path");

@@ -24,6 +24,7 @@ struct SiteConfig {
   int max_retries = 10;
   std::size_t spool_max_bytes = 64u << 20;   // per node; beyond it events are counted as dropped
   int exit_flush_ms = 500;                   // longest one round trip to vigild (bounds the exit hook)
+  std::string transport;                     // vigil_transport.so; empty: next to vigil.so
 };
 
 struct JobOptions {

@@ -13,7 +13,7 @@
 #include <fstream>
 
 #include "spool.hpp"
-#include "vigil/client.hpp"
+#include "transport.hpp"
 
 namespace vigil::spank {
 namespace {
@@ -58,14 +58,14 @@ bool read_stat(pid_t pid, long long& ticks, long long& rss_pages) {
 constexpr auto kDownNoteTtl = std::chrono::seconds(10);
 
 struct Reporter::Link {
-  Client client;
+  std::unique_ptr<Transport> client;
   Spool spool;
   std::string down_note;
   bool reachable = true;        // last exchange with vigild worked (or was never tried)
   Clock::time_point retry_at{};
   int backoff_ms = 500;
-  Link(ClientOptions o, const std::string& dir, std::string name, std::size_t max)
-      : client(std::move(o)), spool(dir, std::move(name), max), down_note(dir + "/vigild-down") {
+  Link(const TransportOptions& o, const std::string& dir, std::string name, std::size_t max)
+      : client(make_transport(o)), spool(dir, std::move(name), max), down_note(dir + "/vigild-down") {
     struct stat st;
     if (::stat(down_note.c_str(), &st) == 0 &&
         std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime) < kDownNoteTtl) {
@@ -125,10 +125,10 @@ void Reporter::task_exited(pid_t pid) {
 
 void Reporter::start() {
   if (thread_.joinable()) return;
-  ClientOptions co;
+  TransportOptions co;
+  co.library = site_.transport.empty() ? default_transport_path() : site_.transport;
   co.endpoint = site_.endpoint;
   co.munge_socket = site_.munge_socket;
-  co.role = "plugin";
   co.timeout_ms = std::max(100, site_.exit_flush_ms);  // bounds how long the exit hook can wait
   co.connect_timeout_ms = 100;
   std::string dir = site_.spool_dir + "/" + (id_.node.empty() ? "node" : id_.node);
@@ -200,7 +200,7 @@ void Reporter::drain(bool final_pass) {
   Link& l = *link_;
   const auto now = Clock::now();
   auto send = [&](const std::vector<Event>& evs) {
-    auto r = l.client.send_batch(evs);
+    auto r = l.client->send(evs);
     l.note(r.ok());
     if (r.ok()) commands_.insert(commands_.end(), r->commands.begin(), r->commands.end());
     if (!r.ok()) {
@@ -220,13 +220,15 @@ void Reporter::drain(bool final_pass) {
 
 void Reporter::run() {
   const auto hb = std::chrono::seconds(opts_.effective_heartbeat(site_));
-  auto next_hb = Clock::now();
+  // The first heartbeat one interval in: step_start already said "alive", and by
+  // then every task of the step is registered (the thread starts with the first).
+  auto next_hb = Clock::now() + hb;
   const bool ckpt = opts_.checkpoint_s > 0 && id_.step != 0xfffffffbu;  // not the batch shell
   auto next_ckpt = Clock::now() + std::chrono::seconds(opts_.checkpoint_s);
   // Leftovers of earlier steps on this node: replay them too.
   if (link_->reachable)
     link_->spool.replay([&](const std::vector<Event>& evs) {
-      const bool ok = link_->client.send_batch(evs).ok();
+      const bool ok = link_->client->send(evs).ok();
       link_->note(ok);
       return ok;
     });

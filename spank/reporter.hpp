@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "options.hpp"
-#include "vigil/client.hpp"
 #include "vigil/message.hpp"
 
 namespace vigil::spank {

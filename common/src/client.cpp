@@ -135,9 +135,11 @@ void Client::close() {
   p_->sock.reset();
 }
 
-Result<AckInfo> Client::send_batch(const std::vector<Event>& events) {
+Result<AckInfo> Client::send_batch(const std::vector<Event>& events) { return send_batch_body(encode_batch(events)); }
+
+Result<AckInfo> Client::send_batch_body(const std::string& cbor_batch) {
   if (!p_->sock) p_->reset_socket();
-  auto body = p_->call(FrameKind::batch, encode_batch(events), FrameKind::ack);
+  auto body = p_->call(FrameKind::batch, cbor_batch, FrameKind::ack);
   if (!body) return body.error();
   return decode_ack(*body);
 }
@@ -151,50 +153,6 @@ Result<json> Client::request(const json& req) {
   if (!doc->is_object() || !doc->contains("ok")) return make_error(Errc::malformed, "reply without 'ok'");
   if ((*doc)["ok"].get<bool>()) return doc->contains("data") ? (*doc)["data"] : json();
   return decode_error_body(*body);
-}
-
-std::string encode_reply_ok(const json& data) { return cbor_encode(json{{"ok", true}, {"data", data}}); }
-
-std::string encode_reply_error(Errc code, std::string_view message) {
-  return cbor_encode(json{{"ok", false}, {"code", errc_name(code)}, {"msg", message}});
-}
-
-std::string encode_ack(const AckInfo& ack) {
-  json rej = json::array();
-  for (const auto& [i, why] : ack.rejected) rej.push_back(json::array({i, why}));
-  json body = {{"stored", ack.stored}, {"dup", ack.duplicates}, {"rej", rej}};
-  if (!ack.commands.empty()) {
-    json cmds = json::array();
-    for (const Command& c : ack.commands) cmds.push_back(json::array({c.id, c.kind, c.reason}));
-    body["cmd"] = cmds;
-  }
-  return cbor_encode(body);
-}
-
-Result<AckInfo> decode_ack(std::string_view body) {
-  auto doc = cbor_decode(body);
-  if (!doc) return doc.error();
-  const json& j = *doc;
-  if (!j.is_object() || !j.contains("stored") || !j["stored"].is_number_unsigned() || !j.contains("dup") ||
-      !j["dup"].is_number_unsigned() || !j.contains("rej") || !j["rej"].is_array())
-    return make_error(Errc::malformed, "ack body is not {stored, dup, rej}");
-  AckInfo a;
-  a.stored = j["stored"].get<std::uint64_t>();
-  a.duplicates = j["dup"].get<std::uint64_t>();
-  for (const json& r : j["rej"]) {
-    if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() || !r[1].is_string())
-      return make_error(Errc::malformed, "ack rejection entry is not [index, reason]");
-    a.rejected.emplace_back(r[0].get<std::size_t>(), r[1].get<std::string>());
-  }
-  if (j.contains("cmd")) {
-    if (!j["cmd"].is_array()) return make_error(Errc::malformed, "ack 'cmd' is not an array");
-    for (const json& c : j["cmd"]) {
-      if (!c.is_array() || c.size() != 3 || !c[0].is_number_unsigned() || !c[1].is_string() || !c[2].is_string())
-        return make_error(Errc::malformed, "ack command is not [id, kind, reason]");
-      a.commands.push_back({c[0].get<std::uint64_t>(), c[1].get<std::string>(), c[2].get<std::string>()});
-    }
-  }
-  return a;
 }
 
 }  // namespace vigil

@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cstring>
 
-#include "vigil/crypto.hpp"
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 namespace vigil {
 namespace {
@@ -136,7 +139,13 @@ EventId new_event_id() {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
   for (int i = 0; i < 8; ++i) id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
-  random_bytes(id.data() + 8, 8);
+  // getrandom(2), not OpenSSL: the SPANK plugin links this file without libcrypto.
+  std::size_t got = 0;
+  while (got < 8) {
+    const ssize_t n = getrandom(id.data() + 8 + got, 8 - got, 0);
+    if (n > 0) got += static_cast<std::size_t>(n);
+    else if (errno != EINTR) std::abort();  // no kernel randomness: nothing safe to do
+  }
   return id;
 }
 
@@ -351,6 +360,50 @@ Error decode_error_body(std::string_view body) {
   for (int i = 0; i <= static_cast<int>(Errc::internal); ++i)
     if (c == errc_name(static_cast<Errc>(i))) e = static_cast<Errc>(i);
   return make_error(e, msg && msg->is_string() ? msg->get<std::string>() : c);
+}
+
+std::string encode_reply_ok(const json& data) { return cbor_encode(json{{"ok", true}, {"data", data}}); }
+
+std::string encode_reply_error(Errc code, std::string_view message) {
+  return cbor_encode(json{{"ok", false}, {"code", errc_name(code)}, {"msg", message}});
+}
+
+std::string encode_ack(const AckInfo& ack) {
+  json rej = json::array();
+  for (const auto& [i, why] : ack.rejected) rej.push_back(json::array({i, why}));
+  json body = {{"stored", ack.stored}, {"dup", ack.duplicates}, {"rej", rej}};
+  if (!ack.commands.empty()) {
+    json cmds = json::array();
+    for (const Command& c : ack.commands) cmds.push_back(json::array({c.id, c.kind, c.reason}));
+    body["cmd"] = cmds;
+  }
+  return cbor_encode(body);
+}
+
+Result<AckInfo> decode_ack(std::string_view body) {
+  auto doc = cbor_decode(body);
+  if (!doc) return doc.error();
+  const json& j = *doc;
+  if (!j.is_object() || !j.contains("stored") || !j["stored"].is_number_unsigned() || !j.contains("dup") ||
+      !j["dup"].is_number_unsigned() || !j.contains("rej") || !j["rej"].is_array())
+    return make_error(Errc::malformed, "ack body is not {stored, dup, rej}");
+  AckInfo a;
+  a.stored = j["stored"].get<std::uint64_t>();
+  a.duplicates = j["dup"].get<std::uint64_t>();
+  for (const json& r : j["rej"]) {
+    if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() || !r[1].is_string())
+      return make_error(Errc::malformed, "ack rejection entry is not [index, reason]");
+    a.rejected.emplace_back(r[0].get<std::size_t>(), r[1].get<std::string>());
+  }
+  if (j.contains("cmd")) {
+    if (!j["cmd"].is_array()) return make_error(Errc::malformed, "ack 'cmd' is not an array");
+    for (const json& c : j["cmd"]) {
+      if (!c.is_array() || c.size() != 3 || !c[0].is_number_unsigned() || !c[1].is_string() || !c[2].is_string())
+        return make_error(Errc::malformed, "ack command is not [id, kind, reason]");
+      a.commands.push_back({c[0].get<std::uint64_t>(), c[1].get<std::string>(), c[2].get<std::string>()});
+    }
+  }
+  return a;
 }
 
 }  // namespace vigil

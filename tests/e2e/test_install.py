@@ -18,6 +18,7 @@ def test_install_stages_every_component():
     if not plugin_dir.startswith("/"):
         plugin_dir = var["CMAKE_INSTALL_PREFIX:PATH"] + "/" + plugin_dir
     assert plugin_dir.lstrip("/") + "/vigil.so" in files, sorted(files)
+    assert plugin_dir.lstrip("/") + "/vigil_transport.so" in files, sorted(files)
     for suffix in ("/sbin/vigild", "/bin/vigil", "/include/vigil/sdk.h", "/vigil/vigild.yaml.example",
                    "/systemd/system/vigild.service", "/share/vigil/slurm-conf/plugstack.conf.d/vigil.conf"):
         assert any(f.endswith(suffix) for f in files), f"nothing installed ending in {suffix}: {sorted(files)}"

@@ -28,3 +28,18 @@ def test_plugin_version_matches_the_slurm_headers():
     m = re.search(r"= (0x[0-9a-f]+)", out)
     assert m, out
     assert int(m.group(1), 16) == want
+
+
+def test_plugin_loads_no_heavy_library():
+    """Slurm loads vigil.so into every sbatch/srun/slurmstepd: it must not pull in
+    libzmq, libcrypto, libmunge or libstdc++.so (each costs milliseconds per
+    process); the reporter dlopen()s vigil_transport.so, which has them."""
+    deps = subprocess.run(["ldd", str(PLUGIN)], capture_output=True, text=True, check=True).stdout
+    for heavy in ("libzmq", "libcrypto", "libmunge", "libstdc++"):
+        assert heavy not in deps, f"vigil.so depends on {heavy}:\n{deps}"
+    transport = PLUGIN.parent / "vigil_transport.so"
+    out = subprocess.run(["nm", "-D", "--defined-only", str(transport)], capture_output=True, text=True,
+                         check=True).stdout
+    exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
+    assert exported == {"vigil_transport_open", "vigil_transport_send", "vigil_transport_free",
+                        "vigil_transport_close"}

@@ -30,21 +30,6 @@ struct ClientOptions {
   int connect_timeout_ms = 0;
 };
 
-// A command from vigild to the plugin of one step on one node, carried back in
-// the ACK of that step's next batch (a heartbeat at the latest).
-struct Command {
-  std::uint64_t id = 0;
-  std::string kind;    // "checkpoint"
-  std::string reason;  // "request" (user), later "stop", "maintenance", "preemption"
-};
-
-struct AckInfo {
-  std::uint64_t stored = 0;      // newly committed
-  std::uint64_t duplicates = 0;  // already stored earlier (replays)
-  std::vector<std::pair<std::size_t, std::string>> rejected;  // index, reason
-  std::vector<Command> commands;  // for the sender (plugin sessions only)
-};
-
 class Client {
  public:
   explicit Client(ClientOptions opts);
@@ -55,6 +40,8 @@ class Client {
   Status connect();
   bool connected() const;
   Result<AckInfo> send_batch(const std::vector<Event>& events);
+  // The same with the batch already encoded (encode_batch), as a relay has it.
+  Result<AckInfo> send_batch_body(const std::string& cbor_batch);
   // A request {op: ..., ...}; returns the reply's "data" or the server's error.
   Result<json> request(const json& req);
   void close();
@@ -64,11 +51,5 @@ class Client {
   struct Impl;
   std::unique_ptr<Impl> p_;
 };
-
-// Reply helpers shared by server and client.
-std::string encode_reply_ok(const json& data);
-std::string encode_reply_error(Errc code, std::string_view message);
-std::string encode_ack(const AckInfo& ack);
-Result<AckInfo> decode_ack(std::string_view body);
 
 }  // namespace vigil

@@ -92,8 +92,30 @@ struct HelloPayload {
 std::string encode_hello_payload(const HelloPayload& h);
 Result<HelloPayload> decode_hello_payload(std::string_view bytes);
 
+// A command from vigild to the plugin of one step on one node, carried back in
+// the ACK of that step's next batch (a heartbeat at the latest).
+struct Command {
+  std::uint64_t id = 0;
+  std::string kind;    // "checkpoint"
+  std::string reason;  // "request" (user), later "stop", "maintenance", "preemption"
+};
+
+struct AckInfo {
+  std::uint64_t stored = 0;      // newly committed
+  std::uint64_t duplicates = 0;  // already stored earlier (replays)
+  std::vector<std::pair<std::size_t, std::string>> rejected;  // index, reason
+  std::vector<Command> commands;  // for the sender (plugin sessions only)
+};
+
 // Small bodies: build and parse helpers (strict on parse).
 std::string encode_error_body(Errc code, std::string_view message);
 Error decode_error_body(std::string_view body);
+
+// Reply helpers shared by server and client.
+std::string encode_reply_ok(const json& data);
+std::string encode_reply_error(Errc code, std::string_view message);
+std::string encode_ack(const AckInfo& ack);
+Result<AckInfo> decode_ack(std::string_view body);
+
 
 }  // namespace vigil
