@@ -201,7 +201,9 @@ void Reporter::drain(bool final_pass) {
   const auto now = Clock::now();
   auto send = [&](const std::vector<Event>& evs) {
     auto r = l.client->send(evs);
-    l.note(r.ok());
+    // rate_limited: vigild is there, just busy: back off without telling the
+    // whole node that it is down.
+    l.note(r.ok() || r.error().code == Errc::rate_limited);
     if (r.ok()) commands_.insert(commands_.end(), r->commands.begin(), r->commands.end());
     if (!r.ok()) {
       l.retry_at = Clock::now() + std::chrono::milliseconds(l.backoff_ms);

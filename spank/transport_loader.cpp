@@ -24,7 +24,11 @@ class DlTransport final : public Transport {
     const int rc = send_(handle_, body.data(), body.size(), &ack, &len);
     std::string bytes = ack ? std::string(ack, len) : std::string();
     if (ack) free_(ack);
-    if (rc != 0) return make_error(Errc::unavailable, bytes.empty() ? "transport failed" : bytes.c_str());
+    if (rc != 0) {
+      // The transport reports Error::what(): "code: message".
+      const Errc code = errc_from_text(bytes);
+      return make_error(code == Errc::internal ? Errc::unavailable : code, bytes.empty() ? "transport failed" : bytes);
+    }
     return decode_ack(bytes);
   }
 

@@ -356,10 +356,7 @@ Error decode_error_body(std::string_view body) {
   const json* code = field(*doc, "code");
   const json* msg = field(*doc, "msg");
   std::string c = code && code->is_string() ? code->get<std::string>() : "internal";
-  Errc e = Errc::internal;
-  for (int i = 0; i <= static_cast<int>(Errc::internal); ++i)
-    if (c == errc_name(static_cast<Errc>(i))) e = static_cast<Errc>(i);
-  return make_error(e, msg && msg->is_string() ? msg->get<std::string>() : c);
+  return make_error(errc_from_text(c), msg && msg->is_string() ? msg->get<std::string>() : c);
 }
 
 std::string encode_reply_ok(const json& data) { return cbor_encode(json{{"ok", true}, {"data", data}}); }

@@ -19,9 +19,17 @@ const char* errc_name(Errc c) noexcept {
     case Errc::denied: return "denied";
     case Errc::unavailable: return "unavailable";
     case Errc::io: return "io";
+    case Errc::rate_limited: return "rate_limited";
     case Errc::internal: return "internal";
   }
   return "internal";
+}
+
+Errc errc_from_text(std::string_view text) noexcept {
+  const std::string_view name = text.substr(0, text.find(':'));
+  for (int i = 0; i <= static_cast<int>(Errc::internal); ++i)
+    if (name == errc_name(static_cast<Errc>(i))) return static_cast<Errc>(i);
+  return Errc::internal;
 }
 
 }  // namespace vigil

@@ -28,7 +28,8 @@ Result<Config> parse_config(const std::string& text) {
                                               "admin_group", "log_level",    "log_json",
                                               "session_ttl_s", "max_sessions_per_uid",
                                               "heartbeat_missed", "drain_on_node_loss",
-                                              "reconcile_interval_s", "http_listen", "restart_grace_s"};
+                                              "reconcile_interval_s", "http_listen", "restart_grace_s",
+                                              "max_events_per_s_per_session"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -47,6 +48,7 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "drain_on_node_loss") c.drain_on_node_loss = v.as<bool>();
       else if (key == "reconcile_interval_s") c.reconcile_interval_s = v.as<int>();
       else if (key == "restart_grace_s") c.restart_grace_s = v.as<int>();
+      else if (key == "max_events_per_s_per_session") c.max_events_per_s_per_session = v.as<int>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -65,6 +67,7 @@ Result<Config> parse_config(const std::string& text) {
   if (!levels.count(c.log_level)) return cfg_error("log_level must be one of trace|debug|info|warn|error");
   if (c.session_ttl_s < 60 || c.session_ttl_s > 86400) return cfg_error("session_ttl_s must be in [60, 86400]");
   if (c.max_sessions_per_uid < 1) return cfg_error("max_sessions_per_uid must be >= 1");
+  if (c.max_events_per_s_per_session < 0) return cfg_error("max_events_per_s_per_session must be >= 0");
   if (c.restart_grace_s < 0 || c.restart_grace_s > 3600) return cfg_error("restart_grace_s must be in [0, 3600]");
   if (c.reconcile_interval_s < 0 || c.reconcile_interval_s > 3600)
     return cfg_error("reconcile_interval_s must be in [0, 3600]");

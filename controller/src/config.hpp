@@ -22,6 +22,10 @@ struct Config {
   bool log_json = false;
   int session_ttl_s = 3600;                     // re-authenticate at least hourly
   int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
+  // A session sending more events than this per second (averaged over a 2 s
+  // burst allowance) gets `rate_limited` and must resend later: one flooding
+  // sender cannot take the store from everybody else. 0 = unlimited.
+  int max_events_per_s_per_session = 50000;
   int heartbeat_missed = 2;                     // missed intervals before a step/node is silent/lost
   bool drain_on_node_loss = false;              // drain a lost node in Slurm, with a reason
   int restart_grace_s = 10;                     // after a restart, silence counts only after this

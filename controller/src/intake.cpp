@@ -40,6 +40,8 @@ struct Session {
   bool admin = false;
   std::uint64_t last_seq = 0;
   std::int64_t expires_ns = 0;
+  double tokens = -1;            // event budget (token bucket); -1: not started
+  std::int64_t tokens_ns = 0;    // when the budget was last refilled
 };
 
 }  // namespace
@@ -107,6 +109,7 @@ struct Intake::Impl {
     cfg.admin_group = next_cfg->admin_group;
     cfg.session_ttl_s = next_cfg->session_ttl_s;
     cfg.max_sessions_per_uid = next_cfg->max_sessions_per_uid;
+    cfg.max_events_per_s_per_session = next_cfg->max_events_per_s_per_session;
     next_cfg.reset();
   }
 
@@ -470,11 +473,29 @@ struct Intake::Impl {
     return std::nullopt;
   }
 
+  // Token bucket per session: `rate` events/s, bursts up to 2 s worth.
+  bool within_budget(Session& s, std::size_t events) {
+    const int rate = cfg.max_events_per_s_per_session;
+    if (rate <= 0) return true;
+    const std::int64_t now = clock();
+    const double cap = 2.0 * rate;
+    if (s.tokens < 0) s.tokens = cap;
+    else s.tokens = std::min(cap, s.tokens + static_cast<double>(now - s.tokens_ns) / 1e9 * rate);
+    s.tokens_ns = now;
+    if (s.tokens < static_cast<double>(events)) return false;
+    s.tokens -= static_cast<double>(events);
+    return true;
+  }
+
   void on_batch(const std::string& rid, const FrameView& f) {
     Session* s = authenticate(rid, f);
     if (!s) return;
     auto batch = decode_batch(f.body);
     if (!batch) return send_error(rid, f.header.seq, batch.error());
+    if (!within_budget(*s, batch->events.size() + batch->rejected.size()))
+      return send_error(rid, f.header.seq,
+                        make_error(Errc::rate_limited, "over " + std::to_string(cfg.max_events_per_s_per_session) +
+                                                           " events/s for this session; resend later"));
     if (!in_txn) {
       if (auto b = store.begin(); !b) return send_error(rid, f.header.seq, b.error());
       in_txn = true;

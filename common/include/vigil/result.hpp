@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -25,10 +26,13 @@ enum class Errc {
   denied,           // authenticated but not allowed
   unavailable,      // peer down, timeout, daemon not reachable
   io,               // local I/O failure (disk, socket)
+  rate_limited,     // a sender over its share: slow down and resend
   internal,         // a bug: should not happen
 };
 
 const char* errc_name(Errc c) noexcept;
+// The code whose name starts `text` (as in Error::what(): "name: message"), or internal.
+Errc errc_from_text(std::string_view text) noexcept;
 
 struct Error {
   Errc code = Errc::internal;

@@ -23,6 +23,7 @@ namespace {
 
 class IntakeTest : public ::testing::Test {
  protected:
+  virtual int rate_limit() const { return 0; }
   void SetUp() override {
     char tmpl[] = "/tmp/vigil-intake-XXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -32,6 +33,7 @@ class IntakeTest : public ::testing::Test {
     Config cfg;
     cfg.listen = "tcp://127.0.0.1:0";
     cfg.munge_socket = munged_.socket();
+    cfg.max_events_per_s_per_session = rate_limit();
     intake_ = std::make_unique<Intake>(cfg, *store_);
     auto ep = intake_->bind();
     ASSERT_TRUE(ep.ok()) << ep.error().what();
@@ -295,4 +297,28 @@ TEST_F(IntakeTest, SilentStepIsReportedOnItsTimeline) {
   ASSERT_TRUE(nodes.ok());
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_TRUE((*nodes)[0]["lost"].get<bool>());
+}
+
+class RateLimitedIntake : public IntakeTest {
+ protected:
+  int rate_limit() const override { return 100; }  // a burst of at most 200 events
+};
+
+TEST_F(RateLimitedIntake, AFloodingSenderIsSlowedOthersAreNot) {
+  Client flood(opts());
+  std::vector<Event> batch;
+  for (int i = 0; i < 150; ++i) batch.push_back(start_event(500, 0));
+  ASSERT_TRUE(flood.send_batch(batch).ok());  // within the 2 s burst allowance
+  for (auto& e : batch) e.id = new_event_id();
+  auto over = flood.send_batch(batch);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, Errc::rate_limited);
+  // another session still gets through, and the rejection is counted
+  Client other(opts());
+  auto ok = other.send_batch({start_event(501, 0)});
+  ASSERT_TRUE(ok.ok()) << ok.error().what();
+  auto status = other.request({{"op", "status"}});
+  ASSERT_TRUE(status.ok());
+  EXPECT_GE((*status)["rejected"]["rate_limited"].get<int>(), 1);
+  EXPECT_EQ(store_->event_count(), 151);
 }
