@@ -1,5 +1,6 @@
 """The local cluster itself: real slurmctld + 3 slurmd + private munged, plugin loaded."""
 import os
+import shutil
 import re
 import subprocess
 import tempfile
@@ -89,3 +90,4 @@ def test_down_leaves_no_process_behind():
     assert _cluster_processes(d) == []
     r = subprocess.run([str(CLUSTER), "status", "--dir", str(d)], capture_output=True, text=True)
     assert r.returncode != 0
+    shutil.rmtree(d, ignore_errors=True)
