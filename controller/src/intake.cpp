@@ -71,7 +71,7 @@ struct Intake::Impl {
   std::uint64_t turn_frames = 0;
   double turn_oldest_wait_s = 0;
 
-  void publish() {
+  IntakeSnapshot make_snapshot() const {
     IntakeSnapshot n;
     const std::int64_t now = clock();
     n.uptime_s = (now - started_ns) / 1'000'000'000;
@@ -95,6 +95,11 @@ struct Intake::Impl {
     for (const auto& v : monitor.nodes())
       n.nodes.push_back({v.node, std::max(0.0, static_cast<double>(now - v.last_ns) / 1e9), v.steps, v.lost});
     n.ack_latency = ack_latency.copy();
+    return n;
+  }
+
+  void publish() {
+    IntakeSnapshot n = make_snapshot();
     std::lock_guard<std::mutex> g(snap_mu);
     snap = std::move(n);
   }
@@ -613,20 +618,14 @@ struct Intake::Impl {
                           ? static_cast<int>(std::min<std::uint64_t>(req["limit"].get<std::uint64_t>(), 10000))
                           : 1000;
     if (op == "status") {
-      json rej = json::object();
-      for (auto& [k, v] : counters.rejected) rej[k] = v;
-      return encode_reply_ok({{"version", "0.1.0"},
-                              {"uptime_s", (clock() - started_ns) / 1'000'000'000},
-                              {"events", store.event_count()},
-                              {"sessions", sessions.size()},
-                              {"you", {{"uid", s.uid}, {"admin", s.admin}}},
-                              {"watched_steps", monitor.watched()},
-                              {"nodes_lost", counters.nodes_lost.load()},
-                              {"steps_silent", counters.steps_silent.load()},
-                              {"transitions", counters.transitions.load()},
-                              {"reconcile_rounds", counters.reconcile_rounds.load()},
-                              {"reconcile_errors", counters.reconcile_errors.load()},
-                              {"rejected", rej}});
+      // The same numbers /metrics shows, plus who is asking.
+      const IntakeSnapshot n = make_snapshot();
+      json out = {{"version", "0.1.0"},          {"uptime_s", n.uptime_s},
+                  {"events", store.event_count()}, {"sessions", n.sessions},
+                  {"watched_steps", n.watched_steps}, {"you", {{"uid", s.uid}, {"admin", s.admin}}},
+                  {"rejected", n.rejected}};
+      for (const auto& [name, value] : n.counters) out[name] = value;
+      return encode_reply_ok(out);
     }
     if (op == "nodes") {
       json arr = json::array();
@@ -756,6 +755,5 @@ IntakeSnapshot Intake::snapshot() const {
   std::lock_guard<std::mutex> g(p_->snap_mu);
   return p_->snap;
 }
-std::size_t Intake::session_count() const { return p_->sessions.size(); }
 
 }  // namespace vigil::controller

@@ -54,7 +54,6 @@ class Intake {
   // A copy of the numbers /metrics and /v1/health show; thread-safe (the intake
   // thread republishes it every loop turn).
   IntakeSnapshot snapshot() const;
-  std::size_t session_count() const;
 
  private:
   struct Impl;

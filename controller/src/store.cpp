@@ -135,7 +135,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_on
             "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?2,0) ON CONFLICT(job) DO NOTHING") ||
       !prep(st->st_->slurm_info, "UPDATE jobs SET slurm_state=?2, restart=max(restart,?3) WHERE job=?1") ||
       !prep(st->st_->owner, "SELECT uid FROM jobs WHERE job=? AND uid IS NOT NULL") ||
-      !prep(st->st_->count, "SELECT count(*) FROM events"))
+      // Events are never deleted, so the AUTOINCREMENT high-water mark is the
+      // count, found in O(log n) instead of a scan of millions of rows.
+      !prep(st->st_->count, "SELECT coalesce(max(seq), 0) FROM events"))
     return db_error(db, "prepare");
   return st;
 }
