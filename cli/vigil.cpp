@@ -1,4 +1,5 @@
-// vigil — the command-line client: status, jobs, show JOB, events [--follow].
+// vigil — the command-line client: status, jobs, show JOB, events [--follow],
+// tail JOB, stop JOB [--gather], checkpoint JOB, emit (the shell SDK).
 //
 // Talks to vigild over the same authenticated protocol as the plugin; vigild
 // decides what the caller may see (own jobs, or all for admins). Endpoint and
@@ -11,6 +12,7 @@
 #include <iostream>
 #include <thread>
 
+#include "commands.hpp"
 #include "vigil/client.hpp"
 #include "vigil/sdk.h"
 
@@ -102,8 +104,21 @@ int main(int argc, char** argv) {
   auto* ckpt = app.add_subcommand("checkpoint", "ask a running job's steps to checkpoint now (sends its checkpoint signal)");
   ckpt->add_option("job", ckpt_job, "Slurm job id")->required();
   ckpt->add_flag("--wait", ckpt_wait, "wait (up to 30 s) until every node reports delivery");
+  cli::TailOptions tail_o;
+  auto* tail = app.add_subcommand("tail", "a job's results, live: latest value, rate of change and trend per metric");
+  tail->add_option("job", tail_o.job, "Slurm job id")->required();
+  tail->add_option("-m,--metric", tail_o.metrics, "only this metric (name or stage/name; repeatable)");
+  tail->add_flag("-f,--follow", tail_o.follow, "keep updating until the job has ended");
+  tail->add_option("--interval-ms", tail_o.interval_ms, "refresh interval with --follow")->capture_default_str();
+  cli::StopOptions stop_o;
+  bool stop_no_wait = false;
+  auto* stop = app.add_subcommand("stop", "stop a job; with --gather first checkpoint and flush its results");
+  stop->add_option("job", stop_o.job, "Slurm job id")->required();
+  stop->add_flag("--gather", stop_o.gather, "checkpoint and flush before cancelling, then report what was gathered");
+  stop->add_option("--timeout", stop_o.timeout_s, "seconds to wait for the checkpoint (default: vigild's setting)");
+  stop->add_flag("--no-wait", stop_no_wait, "return once vigild has the request");
   auto* emit = app.add_subcommand("emit", "from inside a job: report a scalar (shell SDK)");
-  std::string emit_name, emit_units;
+  std::string emit_name, emit_units, emit_stage;
   double emit_value = 0, emit_time = 0;
   std::int64_t emit_step = 0;
   emit->add_option("name", emit_name, "metric name")->required();
@@ -111,13 +126,18 @@ int main(int argc, char** argv) {
   emit->add_option("--step", emit_step, "simulation step");
   emit->add_option("--sim-time", emit_time, "simulation time");
   emit->add_option("--units", emit_units, "units");
+  emit->add_option("--stage", emit_stage, "stage the value belongs to (default main)");
   CLI11_PARSE(app, argc, argv);
 
   if (emit->parsed()) {
     // Same path as a C/C++/Python simulation: the SDK, authenticated as the caller.
+    if (!emit_stage.empty() && vigil_set_stage(emit_stage.c_str()) < 0) {
+      std::fprintf(stderr, "vigil: emit: invalid stage name (1-64 of A-Z a-z 0-9 _ . -)\n");
+      return 2;
+    }
     if (vigil_emit_scalar(emit_name.c_str(), emit_value, emit_step, emit_time,
                           emit_units.empty() ? nullptr : emit_units.c_str()) < 0) {
-      std::fprintf(stderr, "vigil: emit: invalid metric name\n");
+      std::fprintf(stderr, "vigil: emit: invalid metric name (1-64 of A-Z a-z 0-9 _ . -)\n");
       return 2;
     }
     const bool active = vigil_sdk_active();
@@ -130,6 +150,15 @@ int main(int argc, char** argv) {
   }
 
   Client client(opts);
+  if (tail->parsed()) {
+    tail_o.json = as_json;
+    return cli::tail(client, tail_o);
+  }
+  if (stop->parsed()) {
+    stop_o.json = as_json;
+    stop_o.wait = !stop_no_wait;
+    return cli::stop(client, stop_o);
+  }
   if (status->parsed()) {
     auto r = client.request({{"op", "status"}});
     if (!r) return fail(r.error());
@@ -225,13 +254,13 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     print_event_header();
-    std::size_t hb = 0, results = 0;
+    std::size_t hb = 0;
     for (const json& e : (*r)["timeline"]) {
       if (e["type"] == "heartbeat") hb++;
-      else if (e["type"] == "result") results++;
       else print_event_row(e);
     }
-    std::printf("(%zu heartbeats and %zu results not shown: vigil events --job %u)\n", hb, results, show_job);
+    std::printf("(%zu heartbeats not shown: vigil events --job %u; %lld result values: vigil tail %u)\n", hb, show_job,
+                r->value("results", 0LL), show_job);
     return 0;
   }
   if (events->parsed()) {

@@ -1,6 +1,8 @@
 // options.cpp — see options.hpp.
 #include "options.hpp"
 
+#include "vigil/rules.hpp"
+
 #include <cctype>
 #include <climits>
 #include <cstdlib>
@@ -95,6 +97,7 @@ const std::vector<OptionSpec>& option_specs() {
       {"retries", "N", "Vigil: automatic restarts from the last checkpoint after node failure (default 3)"},
       {"protect", nullptr, "Vigil: long-run protection: no preemption/maintenance without a fresh checkpoint"},
       {"label", "TEXT", "Vigil: scenario or study label (letters, digits, . _ - : / + =; max 64)"},
+      {"rules", "RULES", "Vigil: early-signal rules, e.g. 'nan@stop,residual>1e3:3@stop,stall=10m' (see docs)"},
   };
   return specs;
 }
@@ -133,6 +136,11 @@ Status apply_option(JobOptions& o, const std::string& name, const char* optarg, 
   } else if (name == "label") {
     if (!valid_label(v)) return opt_error(name, "1-64 characters from letters, digits and . _ - : / + =", v);
     o.label = v;
+  } else if (name == "rules") {
+    if (v.size() > 1024) return opt_error(name, "at most 1024 characters", v.substr(0, 40) + "...");
+    if (auto r = parse_rules(v); !r)
+      return opt_error(name, r.error().message + "; accepted: nan | METRIC>X[:K] | METRIC<X[:K] | stall=DURATION, each with @alert or @stop, comma-separated", v);
+    o.rules = v;
   } else {
     return make_error(Errc::internal, "unknown option --vigil-" + name);
   }

@@ -36,6 +36,7 @@ struct JobOptions {
   int retries = -1;               // -1: site/vigild default
   bool protect = false;           // long-run protection
   std::string label;              // scenario / study label
+  std::string rules;              // early-signal rules (vigil/rules.hpp grammar), validated
   int effective_heartbeat(const SiteConfig& s) const;
 };
 

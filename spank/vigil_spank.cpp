@@ -226,6 +226,7 @@ int remote_init_post_opt(spank_t sp) {
                {"protect", s.opts.protect}};
   if (s.opts.retries >= 0) opts["retries"] = s.opts.retries;
   if (!s.opts.results_dir.empty()) opts["results_dir"] = s.opts.results_dir;
+  if (!s.opts.rules.empty()) opts["rules"] = s.opts.rules;
   json attrs = {{"uid", uid}, {"gid", gid}, {"user", user}, {"options", opts}, {"hardware", hardware(sp)}};
   if (!s.opts.label.empty()) attrs["label"] = s.opts.label;
   s.reporter->emit(s.batch_step ? EventType::job_start : EventType::step_start, -1, std::move(attrs));

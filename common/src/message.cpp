@@ -119,6 +119,9 @@ const char* event_type_name(EventType t) noexcept {
     case EventType::step_silent: return "step_silent";
     case EventType::node_lost: return "node_lost";
     case EventType::node_recovered: return "node_recovered";
+    case EventType::rule_fired: return "rule_fired";
+    case EventType::results_final: return "results_final";
+    case EventType::stop: return "stop";
   }
   return "unknown";
 }

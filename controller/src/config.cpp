@@ -3,6 +3,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "dump_writer.hpp"
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -29,7 +31,8 @@ Result<Config> parse_config(const std::string& text) {
                                               "session_ttl_s", "max_sessions_per_uid",
                                               "heartbeat_missed", "drain_on_node_loss",
                                               "reconcile_interval_s", "http_listen", "restart_grace_s",
-                                              "max_events_per_s_per_session"};
+                                              "max_events_per_s_per_session", "results_dir",
+                                              "results_pattern", "stop_gather_timeout_s"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -49,6 +52,9 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "reconcile_interval_s") c.reconcile_interval_s = v.as<int>();
       else if (key == "restart_grace_s") c.restart_grace_s = v.as<int>();
       else if (key == "max_events_per_s_per_session") c.max_events_per_s_per_session = v.as<int>();
+      else if (key == "results_dir") c.results_dir = v.IsNull() ? std::string() : v.as<std::string>();
+      else if (key == "results_pattern") c.results_pattern = v.as<std::string>();
+      else if (key == "stop_gather_timeout_s") c.stop_gather_timeout_s = v.as<int>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -71,6 +77,11 @@ Result<Config> parse_config(const std::string& text) {
   if (c.restart_grace_s < 0 || c.restart_grace_s > 3600) return cfg_error("restart_grace_s must be in [0, 3600]");
   if (c.reconcile_interval_s < 0 || c.reconcile_interval_s > 3600)
     return cfg_error("reconcile_interval_s must be in [0, 3600]");
+  if (!c.results_dir.empty() && c.results_dir.front() != '/')
+    return cfg_error("results_dir must be an absolute path (or empty to disable dumps)");
+  if (auto p = check_dump_pattern(c.results_pattern); !p) return cfg_error(p.error().message);
+  if (c.stop_gather_timeout_s < 1 || c.stop_gather_timeout_s > 3600)
+    return cfg_error("stop_gather_timeout_s must be in [1, 3600]");
   if (c.heartbeat_missed < 1 || c.heartbeat_missed > 10) return cfg_error("heartbeat_missed must be in [1, 10]");
   return c;
 }

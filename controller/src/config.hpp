@@ -30,6 +30,11 @@ struct Config {
   bool drain_on_node_loss = false;              // drain a lost node in Slurm, with a reason
   int restart_grace_s = 10;                     // after a restart, silence counts only after this
   int reconcile_interval_s = 5;                 // poll slurmctld (incrementally) this often; 0: off
+  // Result dumps (HDF5, SWMR): <results_dir>/<results_pattern>; "" = no dumps
+  // (values are still stored and `vigil tail` still works).
+  std::string results_dir = "/var/lib/vigil/results";
+  std::string results_pattern = "{user}/{job}.h5";  // {user} {uid} {job}
+  int stop_gather_timeout_s = 60;               // stop --gather: wait this long for a checkpoint
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

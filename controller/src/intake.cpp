@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <condition_variable>
@@ -16,11 +17,14 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "dump_writer.hpp"
+#include "lifecycle.hpp"
+#include "queries.hpp"
+#include "results.hpp"
 #include "vigil/client.hpp"
 #include "vigil/crypto.hpp"
 #include "vigil/munge_auth.hpp"
-#include "lifecycle.hpp"
-#include "queries.hpp"
+#include "vigil/rules.hpp"
 #include "vigil/wire.hpp"
 
 namespace vigil::controller {
@@ -86,7 +90,17 @@ struct Intake::Impl {
                   {"drain_failures", counters.drain_failures},
                   {"transitions", counters.transitions},
                   {"reconcile_rounds", counters.reconcile_rounds},
-                  {"reconcile_errors", counters.reconcile_errors}};
+                  {"reconcile_errors", counters.reconcile_errors},
+                  {"rules_fired", counters.rules_fired},
+                  {"stops", counters.stops}};
+    if (dumps) {
+      const auto d = dumps->stats();
+      n.counters["result_records"] = d.records;
+      n.counters["result_refused"] = d.refused;
+      n.counters["result_errors"] = d.errors;
+      n.counters["result_rebuilds"] = d.rebuilds;
+      n.counters["results_finalised"] = d.finalised;
+    }
     n.rejected = counters.rejected;
     n.sessions = sessions.size();
     n.watched_steps = monitor.watched();
@@ -161,6 +175,7 @@ struct Intake::Impl {
       for (const auto& o : *open) monitor.alive({o.job, o.step, o.node}, o.interval_s, started_ns + grace);
       if (!open->empty()) spdlog::info("watching {} steps that were running before the restart", open->size());
     }
+    start_results();
   }
 
   // Signs of life for the heartbeat watch (arrival time: vigild's clock).
@@ -206,6 +221,7 @@ struct Intake::Impl {
       return (void)spdlog::error("{}", s.error().what());
     counters.transitions++;
     spdlog::info("job {}: {} -> {} ({})", job, job_state_name(from), job_state_name(t->to), t->reason);
+    if (is_terminal(t->to)) job_ended(job, now);
   }
 
   static std::optional<LifecycleInput> input_of(const Event& e) {
@@ -378,6 +394,300 @@ struct Intake::Impl {
   }
 
 
+  // ------------------------------------------------------------------
+  // Results: HDF5 dumps, early-signal rules, stop-and-gather (ADR 0010, 0011).
+
+  std::unique_ptr<Store> reader;       // the dump writer's own read-only connection
+  std::unique_ptr<DumpWriter> dumps;   // null when results_dir is ""
+  struct JobResults {
+    bool loaded = false;
+    bool dump = true;                  // --vigil-results=off: values stored, no file
+    bool ended = false;
+    RuleWatch rules;
+    DumpOwner owner;
+  };
+  std::unordered_map<std::uint32_t, JobResults> jobinfo;
+  std::map<std::uint32_t, std::vector<ResultValue>> turn_results;  // handed to the writer at commit
+  std::map<std::uint32_t, std::int64_t> finalise_at;               // job -> when (late values grace)
+  static constexpr std::int64_t kFinaliseGrace = 2'000'000'000;     // the SDK flushes every 100 ms
+  struct Stop {
+    std::int64_t requested_ns = 0, deadline_ns = 0, cancel_at_ns = 0;
+    std::string reason, gathered;
+  };
+  std::map<std::uint32_t, Stop> stops;
+
+  void start_results() {
+    if (cfg.results_dir.empty()) return;
+    auto r = Store::open(cfg.database, true);
+    if (!r) return (void)spdlog::error("result dumps off: {}", r.error().what());
+    reader = std::move(*r);
+    dumps = std::make_unique<DumpWriter>(
+        cfg.results_dir, cfg.results_pattern,
+        [this](std::uint32_t job, std::int64_t after, int limit) -> Result<std::vector<ResultValue>> {
+          auto evs = reader->events(job, after, limit, std::nullopt, EventType::result);
+          if (!evs) return evs.error();
+          std::vector<ResultValue> out;
+          for (const StoredEvent& s : *evs)
+            if (auto v = result_value(s.event, s.seq)) out.push_back(std::move(*v));
+          return out;
+        });
+    // Dumps a previous vigild left open (killed mid-write) are rebuilt from the
+    // store; those of jobs that ended meanwhile are finalised.
+    auto todo = store.jobs_needing_dump();
+    if (!todo) return (void)spdlog::error("cannot list unfinished dumps: {}", todo.error().what());
+    for (const auto& [job, ended] : *todo) {
+      JobResults& j = job_results(job);
+      if (!j.dump) continue;
+      if (ended) finalise_at[job] = clock();
+      else dumps->rebuild(job, j.owner);
+    }
+    if (!todo->empty()) spdlog::info("result dumps: {} job(s) to rebuild or finalise", todo->size());
+  }
+
+  // What vigild knows about a job's results: owner, options, rules (cached).
+  JobResults& job_results(std::uint32_t job) {
+    JobResults& j = jobinfo[job];
+    if (j.loaded) return j;
+    j.loaded = true;
+    auto start = store.latest(job, EventType::job_start);
+    if (!start) start = store.latest(job, EventType::step_start);
+    if (start && start->event.attrs.contains("options") && start->event.attrs["options"].is_object()) {
+      const json& o = start->event.attrs["options"];
+      if (o.contains("results") && o["results"].is_boolean()) j.dump = o["results"].get<bool>();
+      if (o.contains("rules") && o["rules"].is_string()) {
+        if (auto rules = parse_rules(o["rules"].get<std::string>())) j.rules = RuleWatch(std::move(*rules), clock());
+        else spdlog::warn("job {}: ignoring its rules: {}", job, rules.error().message);
+      }
+    }
+    if (auto uid = store.job_owner(job)) {
+      j.owner.uid = *uid;
+      if (struct passwd* pw = getpwuid(*uid)) {
+        j.owner.user = pw->pw_name;
+        j.owner.gid = pw->pw_gid;
+      }
+    }
+    if (auto st = store.job_state(job)) j.ended = is_terminal(job_state_from_name(st->first).value_or(JobState::running));
+    return j;
+  }
+
+  // Inside the open transaction: a stored result value.
+  void on_result(const Event& e, std::int64_t seq, std::int64_t now) {
+    auto v = result_value(e, seq);
+    if (!v) return;
+    JobResults& j = job_results(e.job);
+    if (!j.rules.empty()) {
+      const double* data = v->array ? v->data.data() : &v->value;
+      const std::size_t n = v->array ? v->data.size() : 1;
+      for (const RuleFiring& f : j.rules.observe(v->stage, v->name, data, n, v->step, now)) fire(e.job, f, now);
+    }
+    if (dumps && j.dump) {
+      turn_results[e.job].push_back(std::move(*v));
+      if (j.ended) finalise_at[e.job] = now + kFinaliseGrace;  // a late value: finalise again
+    }
+  }
+
+  void fire(std::uint32_t job, const RuleFiring& f, std::int64_t now) {
+    counters.rules_fired++;
+    spdlog::warn("job {}: rule '{}' fired: {} (action: {})", job, f.text, f.why, rule_action_name(f.action));
+    json value = f.value;
+    if (!std::isfinite(f.value)) value = std::isnan(f.value) ? "nan" : (f.value > 0 ? "inf" : "-inf");
+    record(job, EventType::rule_fired,
+           {{"by", "vigild"}, {"rule", f.text}, {"why", f.why}, {"action", rule_action_name(f.action)},
+            {"stage", f.stage}, {"metric", f.metric}, {"value", value}, {"step", f.step}},
+           now);
+    if (f.action == Rule::Action::stop && !stops.count(job))
+      begin_stop(job, true, "rule '" + f.text + "': " + f.why, cfg.stop_gather_timeout_s, now);
+  }
+
+  // A controller event on a job's timeline, in the open transaction or its own.
+  void record(std::uint32_t job, EventType type, json attrs, std::int64_t now) {
+    Event e;
+    e.id = new_event_id();
+    e.type = type;
+    e.ts_ns = now;
+    e.job = job;
+    e.attrs = std::move(attrs);
+    const bool own = !in_txn;
+    if (own) {
+      if (auto b = store.begin(); !b) return (void)spdlog::error("cannot record {}: {}", event_type_name(type), b.error().what());
+    }
+    if (auto r = store.insert(e, 0, now); !r) spdlog::error("cannot record {}: {}", event_type_name(type), r.error().what());
+    if (!own) return;
+    if (auto c = store.commit(); !c) {
+      spdlog::error("cannot record {}: {}", event_type_name(type), c.error().what());
+      store.rollback();
+    }
+  }
+
+  void job_ended(std::uint32_t job, std::int64_t now) {
+    if (auto it = jobinfo.find(job); it != jobinfo.end()) it->second.ended = true;
+    if (dumps) finalise_at[job] = now + kFinaliseGrace;
+    stops.erase(job);
+  }
+
+  // Stop-and-gather: ask every running step to checkpoint (the job's own
+  // checkpoint signal), then cancel the job in Slurm once a checkpoint is
+  // reported or the timeout passes; the dump is finalised when it has ended.
+  Result<json> begin_stop(std::uint32_t job, bool gather, const std::string& reason, int timeout_s, std::int64_t now) {
+    Stop st;
+    st.requested_ns = now;
+    st.reason = reason;
+    PendingCommand c;
+    c.cmd = {next_command_id++, "checkpoint", "stop"};
+    c.job = job;
+    c.created_ns = now;
+    for (const StepKey& k : monitor.steps_of(job))
+      if (k.step != 0xfffffffbu) c.targets.push_back(k);  // the batch shell gets no signal
+    json targets = json::array();
+    for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
+    if (gather && !c.targets.empty()) {
+      st.deadline_ns = now + static_cast<std::int64_t>(timeout_s) * 1'000'000'000;
+      commands.push_back(std::move(c));
+    } else {
+      st.cancel_at_ns = now;  // nothing to gather from: cancel at once
+      st.gathered = gather ? "no running step to checkpoint" : "no gather asked";
+    }
+    counters.stops++;
+    spdlog::warn("job {}: stop{} requested: {}", job, gather ? " and gather" : "", reason);
+    record(job, EventType::stop,
+           {{"by", "vigild"}, {"what", "requested"}, {"reason", reason}, {"gather", gather},
+            {"timeout_s", timeout_s}, {"targets", targets}},
+           now);
+    stops[job] = std::move(st);
+    return json{{"targets", targets}, {"timeout_s", timeout_s}, {"after_seq", store.event_count()}};
+  }
+
+  void on_checkpoint(const Event& e, std::int64_t now) {
+    auto it = stops.find(e.job);
+    if (it == stops.end() || it->second.cancel_at_ns) return;
+    // Give the simulation's last values a moment to arrive (the SDK sends every 100 ms).
+    it->second.cancel_at_ns = now + 1'000'000'000;
+    it->second.gathered = "checkpoint " + e.attrs.value("path", std::string("?")) + " at step " +
+                          std::to_string(e.attrs.value("step", std::int64_t{-1}));
+  }
+
+  // Between turns: stops due, stall rules, dumps to finalise, finalised dumps.
+  void tick_results() {
+    const std::int64_t now = clock();
+    for (auto it = stops.begin(); it != stops.end();) {
+      Stop& st = it->second;
+      const bool timed_out = st.deadline_ns && now >= st.deadline_ns && !st.cancel_at_ns;
+      if (!timed_out && !(st.cancel_at_ns && now >= st.cancel_at_ns)) {
+        ++it;
+        continue;
+      }
+      const std::uint32_t job = it->first;
+      std::string why = timed_out ? "no checkpoint reported within the timeout" : st.gathered;
+      Status cancelled = slurm ? slurm->cancel_job(job) : Status(make_error(Errc::unavailable, "no Slurm connection"));
+      if (!cancelled) spdlog::error("job {}: cannot cancel: {}", job, cancelled.error().message);
+      record(job, EventType::stop,
+             {{"by", "vigild"}, {"what", cancelled ? "cancelled" : "cancel_failed"}, {"gathered", why},
+              {"reason", st.reason}, {"error", cancelled ? "" : cancelled.error().message}},
+             now);
+      it = stops.erase(it);
+      if (cancelled) {
+        if (auto b = store.begin(); b) {
+          lifecycle(job, {LifecycleInput::Kind::stopped, why}, now);
+          if (auto c = store.commit(); !c) store.rollback();
+        }
+      }
+    }
+    for (auto& [job, j] : jobinfo) {
+      if (j.ended || j.rules.empty()) continue;
+      for (const RuleFiring& f : j.rules.tick(now)) fire(job, f, now);
+    }
+    if (!dumps) return;
+    for (auto it = finalise_at.begin(); it != finalise_at.end();) {
+      if (now < it->second) {
+        ++it;
+        continue;
+      }
+      JobResults& j = job_results(it->first);
+      if (j.dump) dumps->finalise(it->first, j.owner, "job ended");
+      it = finalise_at.erase(it);
+    }
+    for (DumpFinal& d : dumps->take_finished()) {
+      if (d.ok && d.files.empty()) continue;  // a job without results
+      json files = json::array();
+      for (const DumpFileInfo& f : d.files) files.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+      record(d.job, EventType::results_final,
+             {{"by", "vigild"}, {"ok", d.ok}, {"error", d.error}, {"files", files}, {"records", d.records},
+              {"last_step", d.last_step}},
+             now);
+      if (auto it = jobinfo.find(d.job); it != jobinfo.end() && it->second.ended && !finalise_at.count(d.job))
+        jobinfo.erase(it);  // reloaded from the store if anything else arrives
+    }
+  }
+
+  // The `results` query behind `vigil tail`: values after a sequence number;
+  // arrays come summarised (shape, min, max, mean, non-finite count).
+  Result<json> query_results(const Caller& who, const json& req, int limit) {
+    if (!req.contains("job") || !req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
+      return make_error(Errc::malformed, "results request needs 'job'");
+    const auto job = req["job"].get<std::uint32_t>();
+    const auto owner = store.job_owner(job);
+    if (!owner || (!who.admin && *owner != who.uid))
+      return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours or unknown");
+    const std::int64_t after =
+        req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
+    auto evs = store.events(job, after, limit, std::nullopt, EventType::result);
+    if (!evs) return evs.error();
+    json values = json::array();
+    std::int64_t last = after;
+    for (const StoredEvent& s : *evs) {
+      last = s.seq;
+      auto v = result_value(s.event, s.seq);
+      if (!v) continue;
+      json o = {{"seq", v->seq}, {"stage", v->stage}, {"name", v->name}, {"units", v->units}, {"step", v->step},
+                {"sim_t", v->sim_time}, {"wall_ns", v->wall_ns}, {"kind", v->array ? "array" : "scalar"}};
+      if (!v->array) {
+        o["v"] = v->value;
+      } else {
+        double lo = 0, hi = 0, sum = 0;
+        std::size_t finite = 0;
+        for (double x : v->data) {
+          if (!std::isfinite(x)) continue;
+          lo = finite ? std::min(lo, x) : x;
+          hi = finite ? std::max(hi, x) : x;
+          sum += x;
+          ++finite;
+        }
+        o["dims"] = v->dims;
+        o["min"] = lo;
+        o["max"] = hi;
+        o["mean"] = finite ? sum / static_cast<double>(finite) : 0.0;
+        o["nonfinite"] = v->data.size() - finite;
+      }
+      values.push_back(std::move(o));
+    }
+    json out = {{"job", job}, {"values", values}, {"last_seq", last}};
+    if (auto st = store.job_state(job)) out["state"] = st->first;
+    if (auto fin = store.latest(job, EventType::results_final)) out["final"] = fin->event.attrs;
+    if (dumps) {
+      JobResults& j = job_results(job);
+      if (auto p = dump_path(cfg.results_dir, cfg.results_pattern, j.owner, job); p && j.dump) out["file"] = *p;
+    }
+    return out;
+  }
+
+  Result<json> request_stop(const Caller& who, const json& req) {
+    if (!req.contains("job") || !req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
+      return make_error(Errc::malformed, "stop request needs 'job'");
+    const auto job = req["job"].get<std::uint32_t>();
+    if (!who.admin && store.job_owner(job) != who.uid)
+      return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours");
+    auto st = store.job_state(job);
+    if (!st) return make_error(Errc::unavailable, "job " + std::to_string(job) + " is unknown to vigild");
+    if (is_terminal(job_state_from_name(st->first).value_or(JobState::running)))
+      return make_error(Errc::unavailable, "job " + std::to_string(job) + " has already ended (" + st->first + ")");
+    if (stops.count(job)) return make_error(Errc::unavailable, "job " + std::to_string(job) + " is already stopping");
+    const bool gather = req.value("gather", true);
+    int timeout = cfg.stop_gather_timeout_s;
+    if (req.contains("timeout_s") && req["timeout_s"].is_number_unsigned())
+      timeout = static_cast<int>(std::clamp<std::uint64_t>(req["timeout_s"].get<std::uint64_t>(), 1, 3600));
+    return begin_stop(job, gather, "requested by uid " + std::to_string(who.uid), timeout, clock());
+  }
+
   void reject(const std::string& reason) { counters.rejected[reason]++; }
 
   void send(const std::string& rid, const std::string& frame) {
@@ -512,13 +822,20 @@ struct Intake::Impl {
     }
     const std::int64_t now = clock();
     std::size_t index = 0;
-    for (const Event& e : batch->events) {
+    for (Event& e : batch->events) {
       while (std::any_of(batch->rejected.begin(), batch->rejected.end(), [&](auto& r) { return r.first == index; }))
         ++index;  // keep indices aligned with the sender's batch
       if (auto denied = authorise(*s, e)) {
         reject(errc_name(denied->code));
         pa.ack.rejected.emplace_back(index++, denied->what());
         continue;
+      }
+      if (e.type == EventType::result) {
+        if (auto bad = normalise_result_attrs(e.attrs); !bad) {
+          reject("malformed");
+          pa.ack.rejected.emplace_back(index++, bad.error().what());
+          continue;
+        }
       }
       auto r = store.insert(e, s->uid, now);
       if (!r) {
@@ -532,6 +849,8 @@ struct Intake::Impl {
         pa.ack.stored++;
         track(e, now);
         if (auto in = input_of(e)) lifecycle(e.job, *in, now);
+        if (e.type == EventType::result) on_result(e, store.last_insert_seq(), now);
+        else if (e.type == EventType::checkpoint) on_checkpoint(e, now);
       } else {
         pa.ack.duplicates++;
       }
@@ -544,6 +863,7 @@ struct Intake::Impl {
   void abort_group(const Error& err) {
     store.rollback();
     in_txn = false;
+    turn_results.clear();  // rolled back: the senders resend them
     for (auto& p : pending) send_error(p.routing_id, p.seq, err);
     pending.clear();
   }
@@ -558,6 +878,9 @@ struct Intake::Impl {
     }
     in_txn = false;
     counters.commits++;
+    // Committed: the dump writer may now show these values to readers.
+    for (auto& [job, values] : turn_results) dumps->append(job_results(job).owner, std::move(values));
+    turn_results.clear();
     const std::int64_t acked = clock();
     turn_oldest_wait_s = 0;
     for (auto& p : pending) {
@@ -645,6 +968,8 @@ struct Intake::Impl {
     };
     if (op == "jobs") return reply(query_jobs(store, who, limit));
     if (op == "checkpoint") return reply(request_checkpoint(who, req));
+    if (op == "stop") return reply(request_stop(who, req));
+    if (op == "results") return reply(query_results(who, req, limit));
     if (op == "job" || op == "events") {
       std::optional<std::uint32_t> job;
       if (req.contains("job")) {
@@ -727,6 +1052,7 @@ void Intake::run(const std::atomic<bool>& stop) {
       p_->flush();
       p_->detect();
       p_->apply_reconciliation();
+      p_->tick_results();
       p_->publish();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
@@ -734,6 +1060,7 @@ void Intake::run(const std::atomic<bool>& stop) {
     }
   }
   p_->flush();
+  if (p_->dumps) p_->dumps->drain();  // committed values reach their files before exit
   if (p_->reconciler.joinable()) {
     {
       std::lock_guard<std::mutex> g(p_->recon_mu);

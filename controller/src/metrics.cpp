@@ -43,6 +43,13 @@ constexpr CounterDef kCounters[] = {
     {"vigil_job_transitions_total", "transitions", "Job state-machine transitions."},
     {"vigil_reconcile_rounds_total", "reconcile_rounds", "Reconciliation rounds against slurmctld."},
     {"vigil_reconcile_errors_total", "reconcile_errors", "Reconciliation rounds that failed (slurmctld unreachable)."},
+    {"vigil_rules_fired_total", "rules_fired", "Early-signal rules that matched a result value."},
+    {"vigil_stops_total", "stops", "Jobs stopped (and gathered) by Vigil."},
+    {"vigil_result_records_total", "result_records", "Result values written to HDF5 dumps."},
+    {"vigil_result_refused_total", "result_refused", "Result values a dump refused (shape changed, too many segments)."},
+    {"vigil_result_errors_total", "result_errors", "HDF5 dump write errors (the values stay in the store)."},
+    {"vigil_result_rebuilds_total", "result_rebuilds", "HDF5 dumps (re)built from the store."},
+    {"vigil_results_finalised_total", "results_finalised", "HDF5 dumps finalised with digests."},
 };
 
 void line(std::string& out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

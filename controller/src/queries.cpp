@@ -68,9 +68,14 @@ Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int l
   auto row = store.job_row(job);
   if (!row) return make_error(Errc::denied, "job " + std::to_string(job) + " is unknown");
   json info = job_json(*row);
-  auto timeline = query_events(store, who, job, 0, limit);
-  if (!timeline) return timeline.error();
-  info["timeline"] = std::move(timeline).value();
+  // Result values are many and have their own view (`vigil tail`, the HDF5
+  // dump): the timeline counts them instead of listing them.
+  auto evs = store.events(job, 0, limit, who.only(), EventType::result, true);
+  if (!evs) return evs.error();
+  json timeline = json::array();
+  for (auto& e : *evs) timeline.push_back(event_json(e));
+  info["timeline"] = std::move(timeline);
+  info["results"] = store.count_events(job, EventType::result);
   json tr = json::array();
   if (auto trs = store.transitions(job))
     for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});

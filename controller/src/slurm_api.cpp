@@ -1,6 +1,8 @@
 // slurm_api.cpp — libslurm calls (see slurm_api.hpp).
 #include "slurm_api.hpp"
 
+#include <csignal>
+
 extern "C" {
 #include <slurm/slurm.h>
 #include <slurm/slurm_errno.h>
@@ -49,6 +51,15 @@ Status LibSlurmControl::drain_node(const std::string& node, const std::string& r
   msg.reason = why.data();
   if (slurm_update_node(&msg) != SLURM_SUCCESS)
     return make_error(Errc::unavailable, "drain " + node + ": " + slurm_strerror(slurm_get_errno()));
+  return ok_status();
+}
+
+Status LibSlurmControl::cancel_job(std::uint32_t job) {
+  if (slurm_kill_job(job, SIGKILL, 0) != SLURM_SUCCESS) {
+    const int err = slurm_get_errno();
+    if (err == ESLURM_ALREADY_DONE) return ok_status();
+    return make_error(Errc::unavailable, "cancel job " + std::to_string(job) + ": " + slurm_strerror(err));
+  }
   return ok_status();
 }
 

@@ -44,6 +44,8 @@ class SlurmControl {
   virtual Result<SlurmJobs> load_jobs(std::time_t since) = 0;
   // Drain a node with a reason (shown by `sinfo -R`).
   virtual Status drain_node(const std::string& node, const std::string& reason) = 0;
+  // Cancel a job (stop-and-gather), as `scancel` would.
+  virtual Status cancel_job(std::uint32_t job) = 0;
 };
 
 // The real one: libslurm, configured by SLURM_CONF or the default slurm.conf.
@@ -52,6 +54,7 @@ class LibSlurmControl : public SlurmControl {
   LibSlurmControl();
   Status drain_node(const std::string& node, const std::string& reason) override;
   Result<SlurmJobs> load_jobs(std::time_t since) override;
+  Status cancel_job(std::uint32_t job) override;
 };
 
 }  // namespace vigil::controller

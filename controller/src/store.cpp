@@ -386,19 +386,22 @@ std::optional<JobRow> Store::job_row(std::uint32_t job) {
 }
 
 Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job, std::int64_t after_seq, int limit,
-                                               std::optional<uid_t> only_uid) {
+                                               std::optional<uid_t> only_uid, std::optional<EventType> only_type,
+                                               bool exclude_type) {
   Stmt s;
   std::string sql =
       "SELECT e.seq,e.id,e.type,e.ts_ns,e.job,e.step,e.task,e.restart,e.node,e.sender_uid,e.attrs,e.received_ns"
       " FROM events e LEFT JOIN jobs j ON j.job=e.job WHERE e.seq>?1";
   if (job) sql += " AND e.job=?3";
   if (only_uid) sql += " AND j.uid=?4";
+  if (only_type) sql += exclude_type ? " AND e.type<>?5" : " AND e.type=?5";
   sql += " ORDER BY e.seq LIMIT ?2";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "events");
   sqlite3_bind_int64(s.s, 1, after_seq);
   sqlite3_bind_int(s.s, 2, limit);
   if (job) sqlite3_bind_int64(s.s, 3, *job);
   if (only_uid) sqlite3_bind_int64(s.s, 4, *only_uid);
+  if (only_type) sqlite3_bind_int(s.s, 5, static_cast<int>(*only_type));
   std::vector<StoredEvent> out;
   while (sqlite3_step(s.s) == SQLITE_ROW) {
     StoredEvent r;
@@ -419,5 +422,45 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job,
   }
   return out;
 }
+
+std::optional<StoredEvent> Store::latest(std::uint32_t job, EventType type) {
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT max(seq) FROM events WHERE job=?1 AND type=?2", -1, &s.s, nullptr) != SQLITE_OK)
+    return std::nullopt;
+  sqlite3_bind_int64(s.s, 1, job);
+  sqlite3_bind_int(s.s, 2, static_cast<int>(type));
+  if (sqlite3_step(s.s) != SQLITE_ROW || sqlite3_column_type(s.s, 0) == SQLITE_NULL) return std::nullopt;
+  auto r = events(job, sqlite3_column_int64(s.s, 0) - 1, 1, std::nullopt, type);
+  if (!r || r->empty()) return std::nullopt;
+  return std::move(r->front());
+}
+
+Result<std::vector<std::pair<std::uint32_t, bool>>> Store::jobs_needing_dump() {
+  Stmt s;
+  if (sqlite3_prepare_v2(
+          db_,
+          "SELECT job, final FROM (SELECT j.job AS job,"
+          " j.state IN ('COMPLETED','FAILED','CANCELLED','STOPPED') AS final,"
+          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=10) AS last_result,"
+          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=16) AS last_final FROM jobs j)"
+          " WHERE last_result IS NOT NULL AND (NOT final OR last_final IS NULL OR last_final < last_result)",
+          -1, &s.s, nullptr) != SQLITE_OK)
+    return db_error(db_, "jobs needing a dump");
+  std::vector<std::pair<std::uint32_t, bool>> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW)
+    out.emplace_back(static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0)), sqlite3_column_int(s.s, 1) != 0);
+  return out;
+}
+
+std::int64_t Store::count_events(std::uint32_t job, EventType type) {
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "SELECT count(*) FROM events WHERE job=?1 AND type=?2", -1, &s.s, nullptr) != SQLITE_OK)
+    return 0;
+  sqlite3_bind_int64(s.s, 1, job);
+  sqlite3_bind_int(s.s, 2, static_cast<int>(type));
+  return sqlite3_step(s.s) == SQLITE_ROW ? sqlite3_column_int64(s.s, 0) : 0;
+}
+
+std::int64_t Store::last_insert_seq() const { return sqlite3_last_insert_rowid(db_); }
 
 }  // namespace vigil::controller

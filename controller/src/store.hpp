@@ -80,7 +80,18 @@ class Store {
   std::optional<JobRow> job_row(std::uint32_t job);
   std::map<std::string, std::int64_t> jobs_by_state();
   Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
-                                          int limit, std::optional<uid_t> only_uid);
+                                          int limit, std::optional<uid_t> only_uid,
+                                          std::optional<EventType> only_type = std::nullopt,
+                                          bool exclude_type = false);  // then: all but only_type
+  std::int64_t count_events(std::uint32_t job, EventType type);
+  // The newest stored event of `type` for `job`, if any.
+  std::optional<StoredEvent> latest(std::uint32_t job, EventType type);
+  // Jobs not in a final state that have stored results (to rebuild their dumps
+  // after a restart), and the seq of the newest insert() that stored an event.
+  // (job, ended) for jobs whose dump may be stale: not ended yet, or ended
+  // with results newer than their last `results_final` event.
+  Result<std::vector<std::pair<std::uint32_t, bool>>> jobs_needing_dump();
+  std::int64_t last_insert_seq() const;
   std::int64_t event_count();
   // Steps that started on a node and have not ended there (to re-watch after a
   // restart): job, step, node and the newest heartbeat interval seen.

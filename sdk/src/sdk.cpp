@@ -38,6 +38,7 @@ constexpr int kUnknownJobRetries = 10;
 
 struct Pending {
   Event event;
+  std::size_t bytes = 0;  // array payload counted against the memory bound
   int retries_left = kUnknownJobRetries;
 };
 
@@ -60,6 +61,7 @@ class Sdk {
     if (const char* n = std::getenv("SLURMD_NODENAME")) node_ = n;
     if (node_.size() > kMaxNodeName) node_.resize(kMaxNodeName);
     max_queue_ = env_u32("VIGIL_SDK_QUEUE", 100000);
+    max_bytes_ = static_cast<std::size_t>(env_u32("VIGIL_SDK_QUEUE_MB", 64)) << 20;
     // Our thread must not take the simulation's signals (e.g. its checkpoint signal).
     sigset_t all, old;
     sigfillset(&all);
@@ -69,7 +71,7 @@ class Sdk {
     return active_ = true;
   }
 
-  int emit(EventType type, json attrs) {
+  int emit(EventType type, json attrs, std::size_t bytes = 0) {
     if (!init()) return 0;
     Event e;
     e.id = new_event_id();
@@ -83,11 +85,12 @@ class Sdk {
     e.attrs = std::move(attrs);
     {
       std::lock_guard<std::mutex> g(mu_);
-      if (queue_.size() >= max_queue_) {
+      if (queue_.size() >= max_queue_ || queued_bytes_ + bytes > max_bytes_) {
         dropped_++;
         return 0;
       }
-      queue_.push_back({std::move(e)});
+      queued_bytes_ += bytes;
+      queue_.push_back({std::move(e), bytes});
     }
     cv_.notify_one();
     return 0;
@@ -128,7 +131,11 @@ class Sdk {
         cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return stopping_ || queue_.size() >= 512; });
         stopping = stopping_;
         const std::size_t n = std::min<std::size_t>(queue_.size(), 2000);
-        for (std::size_t i = 0; i < n; ++i) {
+        // A batch stays well under the 1 MiB frame limit even with arrays.
+        std::size_t batch_bytes = 0;
+        for (std::size_t i = 0; i < n && (batch.empty() || batch_bytes + queue_.front().bytes <= (600u << 10)); ++i) {
+          batch_bytes += queue_.front().bytes;
+          queued_bytes_ -= queue_.front().bytes;
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -145,8 +152,12 @@ class Sdk {
       std::unique_lock<std::mutex> lk(mu_);
       if (!ack) {
         // vigild unreachable: put them back in front, in order, and back off.
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-        while (queue_.size() > max_queue_) {
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          queued_bytes_ += it->bytes;
+          queue_.push_front(std::move(*it));
+        }
+        while (queue_.size() > max_queue_ || queued_bytes_ > max_bytes_) {
+          queued_bytes_ -= queue_.back().bytes;
           queue_.pop_back();
           dropped_++;
         }
@@ -159,8 +170,12 @@ class Sdk {
       for (const auto& [index, reason] : ack->rejected) {
         if (index >= batch.size()) continue;
         Pending& p = batch[index];
-        if (reason.find("unknown to vigild") != std::string::npos && p.retries_left-- > 0) queue_.push_back(std::move(p));
-        else dropped_++;
+        if (reason.find("unknown to vigild") != std::string::npos && p.retries_left-- > 0) {
+          queued_bytes_ += p.bytes;
+          queue_.push_back(std::move(p));
+        } else {
+          dropped_++;
+        }
       }
     }
   }
@@ -169,6 +184,7 @@ class Sdk {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   std::size_t max_queue_ = 100000;
+  std::size_t max_bytes_ = 64u << 20, queued_bytes_ = 0;
   bool started_ = false, active_ = false, stopping_ = false;
   Clock::time_point flush_deadline_{};
   std::uint64_t dropped_ = 0;
@@ -184,7 +200,31 @@ Sdk& sdk() {
   return s;
 }
 
-bool valid_name(const char* name) { return name && *name && std::strlen(name) <= 128; }
+// Names become HDF5 path components: keep them short and unambiguous.
+bool valid_name(const char* name) {
+  if (!name || !*name) return false;
+  std::size_t n = 0;
+  for (const char* c = name; *c; ++c, ++n) {
+    const bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+                    *c == '-' || *c == '.';
+    if (!ok || n >= VIGIL_MAX_NAME) return false;
+  }
+  return !(name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')));
+}
+
+std::mutex stage_mu;
+std::string current_stage = "main";
+
+std::string stage() {
+  std::lock_guard<std::mutex> g(stage_mu);
+  return current_stage;
+}
+
+json value_attrs(const char* kind, const char* name, std::int64_t step, double sim_time, const char* units) {
+  json a = {{"kind", kind}, {"name", name}, {"stage", stage()}, {"step", step}, {"sim_t", sim_time}};
+  if (units && *units) a["units"] = std::string(units).substr(0, 32);
+  return a;
+}
 
 }  // namespace
 
@@ -198,14 +238,48 @@ VIGIL_SDK_EXPORT int vigil_sdk_init(void) {
   return 0;
 }
 
-VIGIL_SDK_EXPORT int vigil_emit_scalar(const char* name, double value, int64_t step, double sim_time, const char* units) {
-  if (!valid_name(name)) return -1;
+VIGIL_SDK_EXPORT int vigil_sdk_api_version(void) { return VIGIL_SDK_API_VERSION; }
+
+VIGIL_SDK_EXPORT int vigil_set_stage(const char* name) {
+  if (!valid_name(name)) return VIGIL_EINVAL;
   try {
-    json a = {{"kind", "scalar"}, {"name", name}, {"v", value}, {"step", step}, {"sim_t", sim_time}};
-    if (units && *units) a["units"] = units;
+    std::lock_guard<std::mutex> g(stage_mu);
+    current_stage = name;
+    return 0;
+  } catch (...) {
+    return VIGIL_EINTERNAL;
+  }
+}
+
+VIGIL_SDK_EXPORT int vigil_emit_scalar(const char* name, double value, int64_t step, double sim_time, const char* units) {
+  if (!valid_name(name)) return VIGIL_EINVAL;
+  try {
+    if (!sdk().init()) return 0;  // cheap no-op outside a job
+    json a = value_attrs("scalar", name, step, sim_time, units);
+    a["v"] = value;
     return sdk().emit(EventType::result, std::move(a));
   } catch (...) {
-    return -2;
+    return VIGIL_EINTERNAL;
+  }
+}
+
+VIGIL_SDK_EXPORT int vigil_emit_array(const char* name, const double* data, int ndims, const int64_t* dims,
+                                      int64_t step, double sim_time, const char* units) {
+  if (!valid_name(name) || !data || !dims || ndims < 1 || ndims > VIGIL_MAX_DIMS) return VIGIL_EINVAL;
+  std::int64_t count = 1;
+  for (int i = 0; i < ndims; ++i) {
+    if (dims[i] < 1 || dims[i] > VIGIL_MAX_ARRAY_ELEMENTS) return VIGIL_EINVAL;
+    count *= dims[i];
+    if (count > VIGIL_MAX_ARRAY_ELEMENTS) return VIGIL_EINVAL;
+  }
+  try {
+    if (!sdk().init()) return 0;
+    json a = value_attrs("array", name, step, sim_time, units);
+    a["dims"] = std::vector<std::int64_t>(dims, dims + ndims);
+    a["data"] = std::vector<double>(data, data + count);
+    return sdk().emit(EventType::result, std::move(a), static_cast<std::size_t>(count) * 9);
+  } catch (...) {
+    return VIGIL_EINTERNAL;
   }
 }
 

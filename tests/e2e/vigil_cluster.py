@@ -129,6 +129,7 @@ class Vigild:
         self.config = self.dir / "vigild.yaml"
         self.config.write_text(f"listen: {cluster.endpoint}\nmunge_socket: {cluster.munge_socket}\n"
                                f"database: {self.db}\nlog_level: debug\nhttp_listen: 127.0.0.1:0\n"
+                               f"results_dir: {self.dir / 'results'}\n"
                                f"{extra_config or ''}")
         self.log = self.dir / "vigild.log"
         self.proc = None

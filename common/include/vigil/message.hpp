@@ -46,8 +46,11 @@ enum class EventType : std::uint16_t {
   step_silent = 12,      // a step on a node missed its heartbeats
   node_lost = 13,        // every step on a node went silent
   node_recovered = 14,   // a silent node or step spoke again
+  rule_fired = 15,       // an early-signal rule matched a result value
+  results_final = 16,    // the job's result dump was finalised (files, digests)
+  stop = 17,             // stop-and-gather: requested, then the job cancelled
 };
-inline constexpr std::uint16_t kMaxEventType = 14;
+inline constexpr std::uint16_t kMaxEventType = 17;
 inline constexpr bool is_controller_event(EventType t) {
   return static_cast<std::uint16_t>(t) >= static_cast<std::uint16_t>(EventType::step_silent);
 }

@@ -1,14 +1,21 @@
-/* vigil/sdk.h — emit results and checkpoints from a simulation to Vigil (API v1).
+/* vigil/sdk.h — emit results and checkpoints from a simulation to Vigil (API v2).
  *
  * Inside a job started under the Vigil SPANK plugin, the plugin gives each task
  * VIGIL_ENDPOINT, VIGIL_JOB_ID and (optionally) VIGIL_MUNGE_SOCKET. The SDK
  * authenticates to vigild as the job's user with its own MUNGE credential (ADR
  * 0005) and sends from a background thread:
  *   - calls never block on the network and never abort the simulation;
- *   - memory is bounded (VIGIL_SDK_QUEUE events, default 100000); beyond that
- *     values are dropped and counted (vigil_sdk_dropped);
+ *   - memory is bounded (VIGIL_SDK_QUEUE events, default 100000, and
+ *     VIGIL_SDK_QUEUE_MB of array data, default 64); beyond that values are
+ *     dropped and counted (vigil_sdk_dropped);
  *   - outside a Vigil job every call is a cheap no-op returning 0.
- * Thread-safe. Link with -lvigil.
+ * Thread-safe. Link with -lvigil. C++ users: vigil/sdk.hpp; Python: `import vigil`.
+ *
+ * Names: metric and stage names are 1..64 characters from [A-Za-z0-9_.-]; they
+ * become HDF5 paths /stages/<stage>/<name> in the job's result file (ADR 0010).
+ * Versions: v1 had init/emit_scalar/report_checkpoint/finalize/active/dropped;
+ * v2 adds stages, n-dimensional arrays and vigil_sdk_api_version. v1 programs
+ * run unchanged against a v2 library.
  */
 #ifndef VIGIL_SDK_H
 #define VIGIL_SDK_H
@@ -19,12 +26,31 @@
 extern "C" {
 #endif
 
-#define VIGIL_SDK_API_VERSION 1
+#define VIGIL_SDK_API_VERSION 2
+#define VIGIL_MAX_NAME 64
+#define VIGIL_MAX_DIMS 4
+#define VIGIL_MAX_ARRAY_ELEMENTS 65536 /* per call; 256 x 256 doubles */
+
+/* Error codes (negative). */
+#define VIGIL_EINVAL (-1)   /* bad name, dims or arguments: nothing was queued */
+#define VIGIL_EINTERNAL (-2)
 
 /* 0 on success or when not inside a Vigil job; negative on a bad argument. */
 int vigil_sdk_init(void);
+/* The API version of the loaded library (VIGIL_SDK_API_VERSION it was built with). */
+int vigil_sdk_api_version(void);
+/* The stage later values belong to (process-wide; default "main"), e.g.
+ * "equilibration", "production". VIGIL_EINVAL for a bad name. */
+int vigil_set_stage(const char* stage);
 /* A named scalar at a simulation step (time series). `units` may be NULL. */
 int vigil_emit_scalar(const char* name, double value, int64_t step, double sim_time, const char* units);
+/* A named n-dimensional array (a snapshot, e.g. a 2-D field), C order.
+ * 1 <= ndims <= VIGIL_MAX_DIMS; every dims[i] >= 1; the product is at most
+ * VIGIL_MAX_ARRAY_ELEMENTS. The data is copied before the call returns. A
+ * metric's shape is fixed by its first value; later values of another shape
+ * are refused by vigild (counted in vigil_sdk_dropped). */
+int vigil_emit_array(const char* name, const double* data, int ndims, const int64_t* dims, int64_t step,
+                     double sim_time, const char* units);
 /* A checkpoint the simulation has written and closed. */
 int vigil_report_checkpoint(const char* path, int64_t step, double sim_time);
 /* Flush what is queued, waiting at most timeout_ms; then stop the thread. */

@@ -34,6 +34,8 @@ class IntakeTest : public ::testing::Test {
     cfg.listen = "tcp://127.0.0.1:0";
     cfg.munge_socket = munged_.socket();
     cfg.max_events_per_s_per_session = rate_limit();
+    cfg.database = dir_ + "/v.db";
+    cfg.results_dir = dir_ + "/results";
     intake_ = std::make_unique<Intake>(cfg, *store_);
     auto ep = intake_->bind();
     ASSERT_TRUE(ep.ok()) << ep.error().what();
@@ -245,11 +247,15 @@ TEST_F(IntakeTest, UsersReportOnlyIntoTheirOwnJobs) {
       e.type = t;
       e.ts_ns = 2;
       e.job = job;
-      e.attrs = {{"name", "x"}, {"v", 1.0}};
+      e.attrs = {{"kind", "scalar"}, {"name", "x"}, {"step", 1}, {"sim_t", 0.5}, {"v", 1.0}};
       return e;
     };
+    Event bad_name = ev(200, EventType::result);
+    bad_name.attrs["name"] = "../x";  // would escape its HDF5 group: refused, named
     auto a = c.send_batch({ev(200, EventType::result), ev(201, EventType::result), ev(200, EventType::task_exit),
-                           ev(999, EventType::result)});
+                           ev(999, EventType::result), bad_name});
+    if (a && (a->rejected.size() != 4 || a->rejected[3].second.find("result: name") == std::string::npos))
+      _exit(13);
     std::string out = a ? std::to_string(a->stored) + " " + std::to_string(a->rejected.size()) : a.error().what();
     if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
     auto other = c.request({{"op", "job"}, {"job", 201}});
@@ -265,8 +271,8 @@ TEST_F(IntakeTest, UsersReportOnlyIntoTheirOwnJobs) {
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << got;
-  // own job's result stored; other user's job, a lifecycle event, an unknown job: rejected
-  EXPECT_EQ(got, "1 3 DENIED");
+  // own job's result stored; other user's job, a lifecycle event, an unknown job, a bad name: rejected
+  EXPECT_EQ(got, "1 4 DENIED");
 }
 
 TEST_F(IntakeTest, NobodyButVigildReportsDetections) {
