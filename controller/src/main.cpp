@@ -37,13 +37,15 @@ void setup_logging(const Config& c) {
 int main(int argc, char** argv) {
   CLI::App app{"vigild — the Vigil controller"};
   std::string config_path = "/etc/vigil/vigild.yaml";
-  std::string listen, database, munge_socket, ready_file, http_listen;
-  bool http_set = false;
+  std::string listen, database, munge_socket, ready_file, http_listen, results_dir;
+  bool http_set = false, results_set = false;
   app.add_option("-c,--config", config_path, "YAML config file")->capture_default_str();
   app.add_option("--listen", listen, "override: intake endpoint (tcp://host:port)");
   app.add_option("--database", database, "override: SQLite database path");
   app.add_option("--munge-socket", munge_socket, "override: munged socket");
   app.add_option("--http-listen", http_listen, "override: HTTP API host:port (\"\" = off)")->each([&](const std::string&) { http_set = true; });
+  app.add_option("--results-dir", results_dir, "override: where result dumps go (\"\" = no dumps)")
+      ->each([&](const std::string&) { results_set = true; });
   app.add_option("--ready-file", ready_file, "write the bound endpoint here once serving");
   CLI11_PARSE(app, argc, argv);
 
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   if (!database.empty()) cfg->database = database;
   if (!munge_socket.empty()) cfg->munge_socket = munge_socket;
   if (http_set) cfg->http_listen = http_listen;
+  if (results_set) cfg->results_dir = results_dir;
   setup_logging(*cfg);
 
   // Block the signals we handle before any thread starts, so only sigwait sees them.
@@ -70,7 +73,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", store.error().what());
     return 1;
   }
-  LibSlurmControl slurm;  // used only when drain_on_node_loss is set
+  LibSlurmControl slurm;  // reconciliation, draining lost nodes (if configured), stop-and-gather
   Intake intake(*cfg, **store, wall_clock_ns, &slurm);
   auto bound = intake.bind();
   if (!bound) {

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <atomic>
 #include <thread>
 
 #include "vigil/client.hpp"
@@ -36,18 +38,48 @@ std::uint32_t env_u32(const char* name, std::uint32_t fallback) {
 // the plugin sends that event as the tasks start, so such values are retried.
 constexpr int kUnknownJobRetries = 10;
 
+// A scalar as the simulation handed it over: turned into an Event (id, CBOR-ready
+// attrs) by the sender thread, so the simulation's call costs a clock read, a
+// few short-string copies and a queue push.
+struct Scalar {
+  std::string name, stage, units;
+  double value = 0, sim_time = 0;
+  std::int64_t step = 0;
+};
+
 struct Pending {
   Event event;
-  std::size_t bytes = 0;  // array payload counted against the memory bound
+  std::optional<Scalar> scalar;  // set until the sender thread has built `event`
+  std::size_t bytes = 0;         // array payload counted against the memory bound
   int retries_left = kUnknownJobRetries;
 };
+
+// Wakes the sender thread early once this many values wait (else every 100 ms).
+constexpr std::size_t kWakeAt = 512;
 
 class Sdk {
  public:
   bool init() {
+    if (const int st = state_.load(std::memory_order_acquire); st != 0) return st == 1;
     std::lock_guard<std::mutex> g(mu_);
     if (started_) return active_;
     started_ = true;
+    const bool on = start_locked();
+    state_.store(on ? 1 : 2, std::memory_order_release);
+    return on;
+  }
+
+  int emit_scalar(Scalar v) {
+    if (!init()) return 0;
+    Pending p;
+    p.event.type = EventType::result;
+    p.event.ts_ns = now_ns();
+    p.scalar = std::move(v);
+    return enqueue(std::move(p));
+  }
+
+ private:
+  bool start_locked() {
     const char* endpoint = std::getenv("VIGIL_ENDPOINT");
     job_ = env_u32("VIGIL_JOB_ID", 0);
     if (!endpoint || !*endpoint || job_ == 0) return active_ = false;  // not a Vigil job: no-op
@@ -71,29 +103,55 @@ class Sdk {
     return active_ = true;
   }
 
-  int emit(EventType type, json attrs, std::size_t bytes = 0) {
-    if (!init()) return 0;
-    Event e;
-    e.id = new_event_id();
-    e.type = type;
-    e.ts_ns = now_ns();
+  // Identity fields every event of this task carries.
+  void stamp(Event& e) const {
     e.job = job_;
     e.step = step_;
     e.task = task_;
     e.restart = restart_;
     e.node = node_;
-    e.attrs = std::move(attrs);
+  }
+
+  int enqueue(Pending p) {
+    bool wake = false;
     {
       std::lock_guard<std::mutex> g(mu_);
-      if (queue_.size() >= max_queue_ || queued_bytes_ + bytes > max_bytes_) {
+      if (queue_.size() >= max_queue_ || queued_bytes_ + p.bytes > max_bytes_) {
         dropped_++;
         return 0;
       }
-      queued_bytes_ += bytes;
-      queue_.push_back({std::move(e), bytes});
+      queued_bytes_ += p.bytes;
+      queue_.push_back(std::move(p));
+      wake = queue_.size() == kWakeAt;
     }
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
     return 0;
+  }
+
+  // Runs on the sender thread: the event a queued scalar becomes (once; a
+  // resend reuses it, id included).
+  void build(Pending& p) const {
+    if (!p.scalar) return;
+    Scalar& v = *p.scalar;
+    p.event.id = new_event_id();
+    stamp(p.event);
+    p.event.attrs = {{"kind", "scalar"}, {"name", std::move(v.name)}, {"stage", std::move(v.stage)},
+                     {"step", v.step},   {"sim_t", v.sim_time},       {"v", v.value}};
+    if (!v.units.empty()) p.event.attrs["units"] = std::move(v.units);
+    p.scalar.reset();
+  }
+
+ public:
+  int emit(EventType type, json attrs, std::size_t bytes = 0) {
+    if (!init()) return 0;
+    Pending p;
+    p.event.id = new_event_id();
+    p.event.type = type;
+    p.event.ts_ns = now_ns();
+    stamp(p.event);
+    p.event.attrs = std::move(attrs);
+    p.bytes = bytes;
+    return enqueue(std::move(p));
   }
 
   void finalize(int timeout_ms) {
@@ -128,7 +186,7 @@ class Sdk {
       {
         std::unique_lock<std::mutex> lk(mu_);
         // Batch for up to 100 ms: a value is visible to readers well within a second.
-        cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return stopping_ || queue_.size() >= 512; });
+        cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return stopping_ || queue_.size() >= kWakeAt; });
         stopping = stopping_;
         const std::size_t n = std::min<std::size_t>(queue_.size(), 2000);
         // A batch stays well under the 1 MiB frame limit even with arrays.
@@ -147,7 +205,10 @@ class Sdk {
       }
       if (batch.empty()) continue;
       std::vector<Event> events;
-      for (auto& p : batch) events.push_back(p.event);
+      for (auto& p : batch) {
+        build(p);
+        events.push_back(p.event);
+      }
       auto ack = client.send_batch(events);
       std::unique_lock<std::mutex> lk(mu_);
       if (!ack) {
@@ -186,6 +247,7 @@ class Sdk {
   std::size_t max_queue_ = 100000;
   std::size_t max_bytes_ = 64u << 20, queued_bytes_ = 0;
   bool started_ = false, active_ = false, stopping_ = false;
+  std::atomic<int> state_{0};  // 0: not started, 1: active, 2: not a Vigil job
   Clock::time_point flush_deadline_{};
   std::uint64_t dropped_ = 0;
   ClientOptions opts_;
@@ -255,9 +317,14 @@ VIGIL_SDK_EXPORT int vigil_emit_scalar(const char* name, double value, int64_t s
   if (!valid_name(name)) return VIGIL_EINVAL;
   try {
     if (!sdk().init()) return 0;  // cheap no-op outside a job
-    json a = value_attrs("scalar", name, step, sim_time, units);
-    a["v"] = value;
-    return sdk().emit(EventType::result, std::move(a));
+    Scalar v;
+    v.name = name;
+    v.stage = stage();
+    if (units && *units) v.units = std::string(units).substr(0, 32);
+    v.value = value;
+    v.sim_time = sim_time;
+    v.step = step;
+    return sdk().emit_scalar(std::move(v));
   } catch (...) {
     return VIGIL_EINTERNAL;
   }
