@@ -74,12 +74,16 @@ struct ScalarRow {
   double sim_time;
   double wall_time;  // seconds since the epoch, when the simulation emitted it
   double value;
+  std::int32_t task;      // the task (SLURM_PROCID) that emitted it
+  std::uint32_t restart;  // the attempt (Slurm restart count) that emitted it
   std::int64_t vigil_seq;
 };
 struct IndexRow {
   std::int64_t step;
   double sim_time;
   double wall_time;
+  std::int32_t task;
+  std::uint32_t restart;
   std::int64_t vigil_seq;
 };
 
@@ -89,6 +93,8 @@ hid_t scalar_type() {
   H5Tinsert(t, "sim_time", HOFFSET(ScalarRow, sim_time), H5T_NATIVE_DOUBLE);
   H5Tinsert(t, "wall_time", HOFFSET(ScalarRow, wall_time), H5T_NATIVE_DOUBLE);
   H5Tinsert(t, "value", HOFFSET(ScalarRow, value), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "task", HOFFSET(ScalarRow, task), H5T_NATIVE_INT32);
+  H5Tinsert(t, "restart", HOFFSET(ScalarRow, restart), H5T_NATIVE_UINT32);
   H5Tinsert(t, "vigil_seq", HOFFSET(ScalarRow, vigil_seq), H5T_NATIVE_INT64);
   return t;
 }
@@ -97,6 +103,8 @@ hid_t index_type() {
   H5Tinsert(t, "step", HOFFSET(IndexRow, step), H5T_NATIVE_INT64);
   H5Tinsert(t, "sim_time", HOFFSET(IndexRow, sim_time), H5T_NATIVE_DOUBLE);
   H5Tinsert(t, "wall_time", HOFFSET(IndexRow, wall_time), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "task", HOFFSET(IndexRow, task), H5T_NATIVE_INT32);
+  H5Tinsert(t, "restart", HOFFSET(IndexRow, restart), H5T_NATIVE_UINT32);
   H5Tinsert(t, "vigil_seq", HOFFSET(IndexRow, vigil_seq), H5T_NATIVE_INT64);
   return t;
 }
@@ -379,14 +387,15 @@ Status JobDump::append(const std::vector<ResultValue>& values) {
       std::vector<ScalarRow> rows;
       rows.reserve(vs.size());
       for (const ResultValue* v : vs)
-        rows.push_back({v->step, v->sim_time, static_cast<double>(v->wall_ns) / 1e9, v->value, v->seq});
+        rows.push_back({v->step, v->sim_time, static_cast<double>(v->wall_ns) / 1e9, v->value, v->task, v->restart,
+                        v->seq});
       if (auto s = append_rows(m->values.get(), m->rows, st.get(), rows.data(), rows.size()); !s) return s;
     } else {
       std::vector<double> data;
       std::vector<IndexRow> index;
       for (const ResultValue* v : vs) {
         data.insert(data.end(), v->data.begin(), v->data.end());
-        index.push_back({v->step, v->sim_time, static_cast<double>(v->wall_ns) / 1e9, v->seq});
+        index.push_back({v->step, v->sim_time, static_cast<double>(v->wall_ns) / 1e9, v->task, v->restart, v->seq});
       }
       // Values first, then the index: a reader trusts the index length.
       if (auto s = append_rows(m->values.get(), m->rows, H5T_NATIVE_DOUBLE, data.data(), vs.size()); !s) return s;

@@ -2,10 +2,11 @@
 //
 // Layout v1 (docs/adr/0010-result-dumps.md):
 //   <main>.h5              attrs vigil_layout_version=1, job, user, segment=0
-//     /stages/<stage>/<name>            scalar: 1-D compound rows
-//                                       {step, sim_time, wall_time, value, vigil_seq}
+//     /stages/<stage>/<name>            scalar: 1-D compound rows {step, sim_time,
+//                                       wall_time, value, task, restart, vigil_seq}
 //     /stages/<stage>/<name>/values     array: (N, d1..dn) float64
-//     /stages/<stage>/<name>/index      array: N rows {step, sim_time, wall_time, vigil_seq}
+//     /stages/<stage>/<name>/index      array: N rows {step, sim_time, wall_time,
+//                                       task, restart, vigil_seq}
 //     /vigil/segments                   1-D fixed strings: the segment files, in order
 //   <main>.segNNN.h5       same layout, for metrics first seen after <main>.h5
 //                          entered SWMR mode (SWMR allows appends only).

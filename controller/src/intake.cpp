@@ -412,6 +412,9 @@ struct Intake::Impl {
   static constexpr std::int64_t kFinaliseGrace = 2'000'000'000;     // the SDK flushes every 100 ms
   struct Stop {
     std::int64_t requested_ns = 0, deadline_ns = 0, cancel_at_ns = 0;
+    std::uint64_t command = 0;        // the checkpoint command sent to the steps
+    std::int64_t delivered_ns = -1;   // when a plugin reported delivering it (its clock)
+    std::vector<std::pair<std::int64_t, std::string>> early;  // checkpoints seen before that report
     std::string reason, gathered;
   };
   std::map<std::uint32_t, Stop> stops;
@@ -542,6 +545,7 @@ struct Intake::Impl {
     for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
     if (gather && !c.targets.empty()) {
       st.deadline_ns = now + static_cast<std::int64_t>(timeout_s) * 1'000'000'000;
+      st.command = c.cmd.id;
       commands.push_back(std::move(c));
     } else {
       st.cancel_at_ns = now;  // nothing to gather from: cancel at once
@@ -557,13 +561,38 @@ struct Intake::Impl {
     return json{{"targets", targets}, {"timeout_s", timeout_s}, {"after_seq", store.event_count()}};
   }
 
+  // The answer to a stop's checkpoint signal is the first checkpoint the
+  // simulation reports after the signal reached it (a periodic one already
+  // under way when the request came does not count). Either report may arrive
+  // first: the plugin's and the SDK's sessions are independent.
+  void on_signal_delivered(const Event& e, std::int64_t now) {
+    auto it = stops.find(e.job);
+    if (it == stops.end() || !it->second.command || e.attrs.value("command", std::uint64_t{0}) != it->second.command)
+      return;
+    Stop& st = it->second;
+    if (st.delivered_ns < 0 || e.ts_ns < st.delivered_ns) st.delivered_ns = e.ts_ns;
+    for (const auto& [ts, what] : st.early)
+      if (ts >= st.delivered_ns) return gathered(st, what, now);
+  }
+
   void on_checkpoint(const Event& e, std::int64_t now) {
     auto it = stops.find(e.job);
     if (it == stops.end() || it->second.cancel_at_ns) return;
+    Stop& st = it->second;
+    const std::string what = "checkpoint " + e.attrs.value("path", std::string("?")) + " at step " +
+                             std::to_string(e.attrs.value("step", std::int64_t{-1}));
+    if (st.command && (st.delivered_ns < 0 || e.ts_ns < st.delivered_ns)) {
+      if (st.early.size() < 64) st.early.emplace_back(e.ts_ns, what);
+      return;
+    }
+    gathered(st, what, now);
+  }
+
+  void gathered(Stop& st, const std::string& what, std::int64_t now) {
+    if (st.cancel_at_ns) return;
     // Give the simulation's last values a moment to arrive (the SDK sends every 100 ms).
-    it->second.cancel_at_ns = now + 1'000'000'000;
-    it->second.gathered = "checkpoint " + e.attrs.value("path", std::string("?")) + " at step " +
-                          std::to_string(e.attrs.value("step", std::int64_t{-1}));
+    st.cancel_at_ns = now + 1'000'000'000;
+    st.gathered = what;
   }
 
   // Between turns: stops due, stall rules, dumps to finalise, finalised dumps.
@@ -851,6 +880,7 @@ struct Intake::Impl {
         if (auto in = input_of(e)) lifecycle(e.job, *in, now);
         if (e.type == EventType::result) on_result(e, store.last_insert_seq(), now);
         else if (e.type == EventType::checkpoint) on_checkpoint(e, now);
+        else if (e.type == EventType::checkpoint_signal) on_signal_delivered(e, now);
       } else {
         pa.ack.duplicates++;
       }

@@ -88,6 +88,7 @@ Result<ResultValue> result_value(const Event& e, std::int64_t seq) {
   r.seq = seq;
   r.wall_ns = e.ts_ns;
   r.restart = e.restart;
+  r.task = e.task < 0 ? 0 : e.task;
   try {
     r.array = a.at("kind").get<std::string>() == "array";
     r.name = a.at("name").get<std::string>();

@@ -28,6 +28,7 @@ struct ResultValue {
   std::int64_t seq = 0;        // the event's sequence number in the store
   std::int64_t wall_ns = 0;    // when the simulation emitted it (its clock)
   std::uint32_t restart = 0;   // Slurm restart count of the attempt that emitted it
+  std::int32_t task = 0;       // global task id (SLURM_PROCID) that emitted it
   std::string stage = "main", name, units;
   bool array = false;
   std::int64_t step = 0;
