@@ -29,4 +29,17 @@ struct StopOptions {
 // `vigil stop JOB [--gather]`: checkpoint, flush, cancel; report what was gathered.
 int stop(Client& client, const StopOptions& o);
 
+struct EmitOptions {
+  std::string name;             // metric name (emit) or checkpoint path (report-checkpoint)
+  std::vector<double> values;   // one, or the elements of an array (C order)
+  std::string dims;             // "" for a scalar, else "AxB..."
+  std::string units, stage;
+  std::int64_t step = 0;
+  double sim_time = 0;
+  int timeout_ms = 2000;
+};
+// The shell SDK (inside a job; a no-op outside one).
+int emit(const EmitOptions& o);
+int report_checkpoint(const EmitOptions& o);
+
 }  // namespace vigil::cli

@@ -117,37 +117,24 @@ int main(int argc, char** argv) {
   stop->add_flag("--gather", stop_o.gather, "checkpoint and flush before cancelling, then report what was gathered");
   stop->add_option("--timeout", stop_o.timeout_s, "seconds to wait for the checkpoint (default: vigild's setting)");
   stop->add_flag("--no-wait", stop_no_wait, "return once vigild has the request");
-  auto* emit = app.add_subcommand("emit", "from inside a job: report a scalar (shell SDK)");
-  std::string emit_name, emit_units, emit_stage;
-  double emit_value = 0, emit_time = 0;
-  std::int64_t emit_step = 0;
-  emit->add_option("name", emit_name, "metric name")->required();
-  emit->add_option("value", emit_value, "value")->required();
-  emit->add_option("--step", emit_step, "simulation step");
-  emit->add_option("--sim-time", emit_time, "simulation time");
-  emit->add_option("--units", emit_units, "units");
-  emit->add_option("--stage", emit_stage, "stage the value belongs to (default main)");
+  cli::EmitOptions emit_o;
+  auto* emit = app.add_subcommand("emit", "from inside a job: report a scalar, or an array with --dims (shell SDK)");
+  emit->add_option("name", emit_o.name, "metric name")->required();
+  emit->add_option("values", emit_o.values, "the value (or, with --dims, the array's elements in C order)")->required();
+  emit->add_option("--dims", emit_o.dims, "an array of this shape, e.g. 4x4");
+  emit->add_option("--step", emit_o.step, "simulation step");
+  emit->add_option("--sim-time", emit_o.sim_time, "simulation time");
+  emit->add_option("--units", emit_o.units, "units");
+  emit->add_option("--stage", emit_o.stage, "stage the value belongs to (default main)");
+  auto* report = app.add_subcommand("report-checkpoint", "from inside a job: a checkpoint file was written (shell SDK)");
+  report->add_option("path", emit_o.name, "the checkpoint file")->required();
+  report->add_option("--step", emit_o.step, "simulation step");
+  report->add_option("--sim-time", emit_o.sim_time, "simulation time");
   CLI11_PARSE(app, argc, argv);
 
-  if (emit->parsed()) {
-    // Same path as a C/C++/Python simulation: the SDK, authenticated as the caller.
-    if (!emit_stage.empty() && vigil_set_stage(emit_stage.c_str()) < 0) {
-      std::fprintf(stderr, "vigil: emit: invalid stage name (1-64 of A-Z a-z 0-9 _ . -)\n");
-      return 2;
-    }
-    if (vigil_emit_scalar(emit_name.c_str(), emit_value, emit_step, emit_time,
-                          emit_units.empty() ? nullptr : emit_units.c_str()) < 0) {
-      std::fprintf(stderr, "vigil: emit: invalid metric name (1-64 of A-Z a-z 0-9 _ . -)\n");
-      return 2;
-    }
-    const bool active = vigil_sdk_active();
-    vigil_sdk_finalize(opts.timeout_ms);
-    if (active && vigil_sdk_dropped() > 0) {
-      std::fprintf(stderr, "vigil: emit: vigild did not take the value\n");
-      return 3;
-    }
-    return 0;
-  }
+  emit_o.timeout_ms = opts.timeout_ms;
+  if (emit->parsed()) return cli::emit(emit_o);
+  if (report->parsed()) return cli::report_checkpoint(emit_o);
 
   Client client(opts);
   if (tail->parsed()) {

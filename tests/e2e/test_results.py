@@ -13,6 +13,8 @@ from vigil_cluster import BUILD, vigil, wait_for
 
 NODES = 2
 HEAT2D = BUILD / "sdk" / "vigil_example_heat2d"
+HEAT2D_PY = Path(__file__).resolve().parents[2] / "sdk" / "examples" / "heat2d.py"
+VIGIL_CLI = BUILD / "cli" / "vigil"
 READER = Path(__file__).with_name("swmr_reader.py")
 ALICE = "vigil-alice"
 
@@ -162,3 +164,36 @@ def test_vigild_killed_mid_run_leaves_no_duplicate_or_missing_record(cluster, vi
     assert r.returncode == 0, r.stderr
     for name, steps in json.loads(r.stdout).items():
         assert steps == list(range(1, 601)), f"{name}: {len(steps)} rows, duplicates or gaps"
+
+
+def test_python_and_shell_simulations_report_through_the_sdk(cluster, vigild):
+    """The Python sample (numpy + the `vigil` module) and the C++ one compute the
+    same field, so their dumps hold the same values; the shell SDK emits a
+    scalar, an array and a checkpoint."""
+    args = "--n 24 --steps 200 --emit-every 10 --snapshot-every 100"
+    cpp = cluster.sbatch(job_script(args), user=ALICE)
+    py = cluster.sbatch(f"""#!/bin/bash
+#SBATCH -N 1
+mkdir -p ckpt-$SLURM_JOB_ID
+srun /usr/bin/python3 {HEAT2D_PY} --checkpoint-dir ckpt-$SLURM_JOB_ID {args}
+""", user=ALICE)
+    sh = cluster.sbatch(f"""#!/bin/bash
+#SBATCH -N 1
+srun bash -c '{VIGIL_CLI} emit loss 0.5 --step 1 --stage train --units 1 &&
+  {VIGIL_CLI} emit loss -0.25 --step 2 --stage train &&
+  {VIGIL_CLI} emit grid 1 2 3 4 5 6 --dims 2x3 --step 2 &&
+  echo x > ckpt.dat && {VIGIL_CLI} report-checkpoint $PWD/ckpt.dat --step 2'
+""", user=ALICE)
+    for jid in (cpp, py, sh):
+        assert cluster.wait_job(jid, timeout=90) == "COMPLETED", cluster.job_output(jid)
+    finals = {jid: final_of(cluster, jid) for jid in (cpp, py, sh)}
+    assert finals[cpp]["records"] == finals[py]["records"] == 20 * 4 + 2
+    read = "print(json.dumps({k: [float(x) for x in f['/stages/main/' + k]['value']] for k in ('total_heat', 'residual')}))"
+    values = [json.loads(h5py_read(cluster, dump_of(vigild, j), read).stdout) for j in (cpp, py)]
+    assert values[0] == values[1], "C++ and Python simulations dump identical values"
+    r = h5py_read(cluster, dump_of(vigild, sh),
+                  "print(json.dumps([list(map(float, f['/stages/train/loss']['value'])), "
+                  "f['/stages/main/grid/values'][0].tolist(), f['/stages/train/loss'].attrs['units'].decode()]))")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [[0.5, -0.25], [[1, 2, 3], [4, 5, 6]], "1"]
+    assert [e["attrs"]["step"] for e in timeline(cluster, sh) if e["type"] == "checkpoint"] == [2]

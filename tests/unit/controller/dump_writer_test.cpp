@@ -195,6 +195,8 @@ TEST_F(DumpWriterTest, AWriterKilledMidRunIsRebuiltFromTheStoreWithoutDuplicates
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ASSERT_TRUE(fs::exists(main_path()));
+  // Left like this, the file is still readable by a SWMR reader.
+  EXPECT_EQ(swmr_rows(main_path(), "/stages/main/energy"), 50);
   // The next vigild: more values arrive, some of them replays of stored ones.
   DumpWriter w(root.string(), "{user}/{job}.h5", loader());
   w.rebuild(42, owner);
