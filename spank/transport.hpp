@@ -20,6 +20,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual Result<AckInfo> send(const std::vector<Event>& events) = 0;
+  // A query ({op: ...}) answered by vigild; the reply's data.
+  virtual Result<json> request(const json& req) = 0;
 };
 
 struct TransportOptions {
@@ -49,6 +51,9 @@ struct vigil_transport* vigil_transport_open(const char* endpoint, const char* m
 // bytes; otherwise a negative error and *ack holds a NUL-terminated message.
 int vigil_transport_send(struct vigil_transport* t, const char* body, unsigned long len, char** ack,
                          unsigned long* ack_len);
+// A REQUEST (CBOR body) and its REPLY's data (CBOR), same conventions as send.
+int vigil_transport_request(struct vigil_transport* t, const char* body, unsigned long len, char** reply,
+                            unsigned long* reply_len);
 void vigil_transport_free(char* p);
 void vigil_transport_close(struct vigil_transport* t);
 }

@@ -32,6 +32,24 @@ class DlTransport final : public Transport {
     return decode_ack(bytes);
   }
 
+  Result<json> request(const json& req) override {
+    if (!handle_) {
+      if (auto s = load(); !s) return s.error();
+    }
+    if (!request_) return make_error(Errc::unavailable, "transport has no request function (older library)");
+    const std::string body = cbor_encode(req);
+    char* reply = nullptr;
+    unsigned long len = 0;
+    const int rc = request_(handle_, body.data(), body.size(), &reply, &len);
+    std::string bytes = reply ? std::string(reply, len) : std::string();
+    if (reply) free_(reply);
+    if (rc != 0) {
+      const Errc code = errc_from_text(bytes);
+      return make_error(code == Errc::internal ? Errc::unavailable : code, bytes.empty() ? "transport failed" : bytes);
+    }
+    return cbor_decode(bytes);
+  }
+
  private:
   Status load() {
     if (!lib_) {
@@ -41,6 +59,7 @@ class DlTransport final : public Transport {
       send_ = reinterpret_cast<decltype(send_)>(dlsym(lib_, "vigil_transport_send"));
       free_ = reinterpret_cast<decltype(free_)>(dlsym(lib_, "vigil_transport_free"));
       close_ = reinterpret_cast<decltype(close_)>(dlsym(lib_, "vigil_transport_close"));
+      request_ = reinterpret_cast<decltype(request_)>(dlsym(lib_, "vigil_transport_request"));  // optional
       if (!open_ || !send_ || !free_ || !close_) {
         lib_ = nullptr;
         return make_error(Errc::unavailable, opts_.library + " is not a Vigil transport");
@@ -56,6 +75,7 @@ class DlTransport final : public Transport {
   vigil_transport* handle_ = nullptr;
   vigil_transport* (*open_)(const char*, const char*, int, int) = nullptr;
   int (*send_)(vigil_transport*, const char*, unsigned long, char**, unsigned long*) = nullptr;
+  int (*request_)(vigil_transport*, const char*, unsigned long, char**, unsigned long*) = nullptr;
   void (*free_)(char*) = nullptr;
   void (*close_)(vigil_transport*) = nullptr;
 };

@@ -57,6 +57,29 @@ __attribute__((visibility("default"))) int vigil_transport_send(vigil_transport*
   }
 }
 
+__attribute__((visibility("default"))) int vigil_transport_request(vigil_transport* t, const char* body,
+                                                                   unsigned long len, char** reply,
+                                                                   unsigned long* reply_len) {
+  *reply = nullptr;
+  try {
+    auto req = vigil::cbor_decode(std::string_view(body, len));
+    if (!req) {
+      *reply = copy_out(req.error().what(), reply_len);
+      return -1;
+    }
+    auto r = t->client.request(*req);
+    if (!r) {
+      *reply = copy_out(r.error().what(), reply_len);
+      return -2;
+    }
+    *reply = copy_out(vigil::cbor_encode(*r), reply_len);
+    return 0;
+  } catch (const std::exception& e) {
+    *reply = copy_out(e.what(), reply_len);
+    return -3;
+  }
+}
+
 __attribute__((visibility("default"))) void vigil_transport_free(char* p) { std::free(p); }
 
 __attribute__((visibility("default"))) void vigil_transport_close(vigil_transport* t) { delete t; }

@@ -32,6 +32,7 @@ extern "C" {
 #include "hostlist.hpp"
 #include "options.hpp"
 #include "reporter.hpp"
+#include "transport.hpp"
 
 // The four symbols Slurm looks up, with C linkage and default visibility. The
 // SPANK_PLUGIN() macro would make them `const` (internal linkage in C++), and
@@ -199,6 +200,30 @@ json hardware(spank_t sp) {
   return hw;
 }
 
+// slurmstepd, root, a restarted job (Slurm restart count > 0): ask vigild which
+// verified checkpoint to resume from and tell the tasks (VIGIL_RESTART_FROM,
+// VIGIL_RESTART_STEP). Bounded (200 ms connect, 2 s answer: vigild re-digests
+// the checkpoint first); vigild down or no checkpoint: nothing is set and the
+// simulation starts as it would without Vigil. Steps inside the batch script
+// inherit the variable from it, so only the first step of an attempt asks.
+void restart_from(spank_t sp, PluginState& s, std::uint32_t job, std::uint32_t restart) {
+  TransportOptions o;
+  o.library = s.site.transport.empty() ? default_transport_path() : s.site.transport;
+  o.endpoint = s.site.endpoint;
+  o.munge_socket = s.site.munge_socket;
+  o.timeout_ms = 2000;
+  o.connect_timeout_ms = 200;
+  auto t = make_transport(o);
+  auto r = t->request({{"op", "restart_from"}, {"job", job}, {"restart", restart}});
+  if (!r) return (void)slurm_info("vigil: job %u: no restart checkpoint from vigild: %s", job, r.error().what().c_str());
+  if (!r->is_object() || !r->contains("path") || !(*r)["path"].is_string()) return;
+  const std::string path = (*r)["path"].get<std::string>();
+  spank_setenv(sp, "VIGIL_RESTART_FROM", path.c_str(), 1);
+  if (r->contains("step") && (*r)["step"].is_number_integer())
+    spank_setenv(sp, "VIGIL_RESTART_STEP", std::to_string((*r)["step"].get<std::int64_t>()).c_str(), 1);
+  slurm_info("vigil: job %u restarts from %s", job, path.c_str());
+}
+
 // slurmstepd, root, after options: who we are, what we got; export the SDK's
 // endpoint to the tasks. No thread yet: tasks are not forked.
 int remote_init_post_opt(spank_t sp) {
@@ -211,6 +236,13 @@ int remote_init_post_opt(spank_t sp) {
   spank_get_item(sp, S_JOB_UID, &uid);
   spank_get_item(sp, S_JOB_GID, &gid);
   if (spank_get_item(sp, S_SLURM_RESTART_COUNT, &rc) != ESPANK_SUCCESS) rc = 0;
+  // Slurm 22.05's slurmstepd answers 0 after a requeue; the job environment has
+  // the real count (slurmctld sets SLURM_RESTART_COUNT for requeued jobs).
+  if (rc == 0) {
+    const std::string env_rc = job_env(sp, "SLURM_RESTART_COUNT");
+    if (!env_rc.empty() && env_rc.find_first_not_of("0123456789") == std::string::npos && env_rc.size() < 10)
+      rc = static_cast<std::uint32_t>(std::stoul(env_rc));
+  }
   s.batch_step = step == kBatchStep;
   s.id = {job, step, rc, node_name(sp, s.batch_step)};
   s.reporter = std::make_unique<Reporter>(s.site, s.opts, s.id);
@@ -237,6 +269,7 @@ int remote_init_post_opt(spank_t sp) {
   if (!s.site.munge_socket.empty()) spank_setenv(sp, "VIGIL_MUNGE_SOCKET", s.site.munge_socket.c_str(), 1);
   spank_setenv(sp, "VIGIL_JOB_ID", std::to_string(job).c_str(), 1);
   spank_setenv(sp, "VIGIL_RESTART_COUNT", std::to_string(rc).c_str(), 1);
+  if (rc > 0 && job_env(sp, "VIGIL_RESTART_FROM").empty()) restart_from(sp, s, job, rc);
   return 0;
 }
 

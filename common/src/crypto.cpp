@@ -1,6 +1,14 @@
 // crypto.cpp — OpenSSL-backed primitives (see crypto.hpp).
 #include "vigil/crypto.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -39,6 +47,46 @@ KeyBytes random_key() {
   KeyBytes k;
   random_bytes(k.data(), k.size());
   return k;
+}
+
+FileDigest sha256_file(const std::string& path) {
+  FileDigest out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    out.error = path + ": " + std::strerror(errno);
+    return out;
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    out.error = path + ": not a regular file";
+    return out;
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) crypto_abort("EVP_DigestInit_ex");
+  std::vector<unsigned char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      out.error = path + ": " + std::strerror(errno);
+      ::close(fd);
+      return out;
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
+    out.bytes += static_cast<std::uint64_t>(n);
+  }
+  ::close(fd);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* hex = "0123456789abcdef";
+  for (unsigned int i = 0; i < len; ++i) {
+    out.sha256 += hex[md[i] >> 4];
+    out.sha256 += hex[md[i] & 15];
+  }
+  return out;
 }
 
 std::string sha256_hex(std::string_view data) {

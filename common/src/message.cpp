@@ -122,6 +122,9 @@ const char* event_type_name(EventType t) noexcept {
     case EventType::rule_fired: return "rule_fired";
     case EventType::results_final: return "results_final";
     case EventType::stop: return "stop";
+    case EventType::checkpoint_verified: return "checkpoint_verified";
+    case EventType::recovery: return "recovery";
+    case EventType::checkpoint_skipped: return "checkpoint_skipped";
   }
   return "unknown";
 }

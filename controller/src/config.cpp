@@ -32,7 +32,8 @@ Result<Config> parse_config(const std::string& text) {
                                               "heartbeat_missed", "drain_on_node_loss",
                                               "reconcile_interval_s", "http_listen", "restart_grace_s",
                                               "max_events_per_s_per_session", "results_dir",
-                                              "results_pattern", "stop_gather_timeout_s"};
+                                              "results_pattern", "stop_gather_timeout_s", "recovery",
+                                              "default_retries", "retry_backoff_s", "retry_backoff_max_s"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -55,6 +56,10 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "results_dir") c.results_dir = v.IsNull() ? std::string() : v.as<std::string>();
       else if (key == "results_pattern") c.results_pattern = v.as<std::string>();
       else if (key == "stop_gather_timeout_s") c.stop_gather_timeout_s = v.as<int>();
+      else if (key == "recovery") c.recovery = v.as<bool>();
+      else if (key == "default_retries") c.default_retries = v.as<int>();
+      else if (key == "retry_backoff_s") c.retry_backoff_s = v.as<double>();
+      else if (key == "retry_backoff_max_s") c.retry_backoff_max_s = v.as<double>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -80,6 +85,10 @@ Result<Config> parse_config(const std::string& text) {
   if (!c.results_dir.empty() && c.results_dir.front() != '/')
     return cfg_error("results_dir must be an absolute path (or empty to disable dumps)");
   if (auto p = check_dump_pattern(c.results_pattern); !p) return cfg_error(p.error().message);
+  if (c.default_retries < 0 || c.default_retries > 100) return cfg_error("default_retries must be in [0, 100]");
+  if (!(c.retry_backoff_s >= 0 && c.retry_backoff_s <= 3600) || !(c.retry_backoff_max_s >= c.retry_backoff_s) ||
+      c.retry_backoff_max_s > 86400)
+    return cfg_error("retry_backoff_s must be in [0, 3600] and retry_backoff_max_s in [retry_backoff_s, 86400]");
   if (c.stop_gather_timeout_s < 1 || c.stop_gather_timeout_s > 3600)
     return cfg_error("stop_gather_timeout_s must be in [1, 3600]");
   if (c.heartbeat_missed < 1 || c.heartbeat_missed > 10) return cfg_error("heartbeat_missed must be in [1, 10]");

@@ -35,6 +35,13 @@ struct Config {
   std::string results_dir = "/var/lib/vigil/results";
   std::string results_pattern = "{user}/{job}.h5";  // {user} {uid} {job}
   int stop_gather_timeout_s = 60;               // stop --gather: wait this long for a checkpoint
+  // Automatic recovery (ADR 0012): on node loss / heartbeat loss / NODE_FAIL,
+  // requeue the job from its newest verified checkpoint, or fail it once its
+  // retry budget is spent. Marks lost nodes DOWN in Slurm to do so.
+  bool recovery = true;
+  int default_retries = 3;                      // when the job gives no --vigil-retries
+  double retry_backoff_s = 1.0;                 // first retry; doubles per retry
+  double retry_backoff_max_s = 60.0;
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

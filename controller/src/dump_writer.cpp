@@ -1,9 +1,10 @@
 // dump_writer.cpp — see dump_writer.hpp and docs/adr/0010-result-dumps.md.
 #include "dump_writer.hpp"
 
+#include "vigil/crypto.hpp"
+
 #include <fcntl.h>
 #include <hdf5.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -190,33 +191,9 @@ std::string segment_path(const std::string& main_path, int n) {
 }
 
 Result<DumpFileInfo> digest(const std::string& path) {
-  DumpFileInfo info{path, 0, ""};
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error(Errc::io, "cannot read " + path + ": " + std::strerror(errno));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<unsigned char> buf(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return make_error(Errc::io, "cannot read " + path + ": " + std::strerror(errno));
-    }
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
-    info.bytes += static_cast<std::uint64_t>(n);
-  }
-  ::close(fd);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* hex = "0123456789abcdef";
-  for (unsigned i = 0; i < len; ++i) {
-    info.sha256 += hex[md[i] >> 4];
-    info.sha256 += hex[md[i] & 15];
-  }
-  return info;
+  const FileDigest d = sha256_file(path);
+  if (!d.error.empty()) return make_error(Errc::io, "cannot digest " + d.error);
+  return DumpFileInfo{path, d.bytes, d.sha256};
 }
 
 }  // namespace

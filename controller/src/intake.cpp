@@ -18,8 +18,10 @@
 #include <zmq.hpp>
 
 #include "dump_writer.hpp"
+#include "ledger.hpp"
 #include "lifecycle.hpp"
 #include "queries.hpp"
+#include "recovery.hpp"
 #include "results.hpp"
 #include "vigil/client.hpp"
 #include "vigil/crypto.hpp"
@@ -176,6 +178,7 @@ struct Intake::Impl {
       if (!open->empty()) spdlog::info("watching {} steps that were running before the restart", open->size());
     }
     start_results();
+    if (cfg.recovery && slurm) resume_recovery();
   }
 
   // Signs of life for the heartbeat watch (arrival time: vigild's clock).
@@ -311,6 +314,7 @@ struct Intake::Impl {
     if (auto b = store.begin(); !b) return (void)spdlog::error("reconciliation: {}", b.error().what());
     for (const SlurmJob& j : jobs) {
       record_submit(j, now);
+      if (failed_by_policy(j.job)) continue;  // Vigil's verdict, with its reason, stands
       store.ensure_job(j.job, now);
       std::string user;
       if (struct passwd* pw = getpwuid(j.uid)) user = pw->pw_name;
@@ -330,6 +334,9 @@ struct Intake::Impl {
       spdlog::error("reconciliation: {}", c.error().what());
       store.rollback();
     }
+    // Slurm saw a node fail before (or without) us: vigild was down, say.
+    for (const SlurmJob& j : jobs)
+      if (j.state == "NODE_FAIL") consider_recovery(j.job, RecoveryInput::Trouble::node_fail, j.nodes);
   }
 
   // Runs between turns: report what went silent, on each affected job's timeline.
@@ -338,6 +345,12 @@ struct Intake::Impl {
     auto found = monitor.tick(now);
     if (found.empty()) return;
     std::vector<Event> events;
+    struct TroubleAt {
+      std::uint32_t job;
+      RecoveryInput::Trouble trouble;
+      std::string node;
+    };
+    std::vector<TroubleAt> troubles;
     for (const Detection& d : found) {
       const double silent_s = static_cast<double>(now - d.silent_since_ns) / 1e9;
       EventType type = EventType::node_recovered;
@@ -369,6 +382,9 @@ struct Intake::Impl {
         spdlog::info("node {}: {} step(s) heard from again", d.node, d.steps.size());
       }
       for (const StepKey& k : d.steps) {
+        if (d.kind == Detection::Kind::node_lost) troubles.push_back({k.job, RecoveryInput::Trouble::node_lost, d.node});
+        else if (d.kind == Detection::Kind::step_silent)
+          troubles.push_back({k.job, RecoveryInput::Trouble::step_silent, d.node});
         Event e;
         e.id = new_event_id();
         e.type = type;
@@ -391,6 +407,7 @@ struct Intake::Impl {
       if (auto in = input_of(e)) lifecycle(e.job, *in, now);
     }
     if (auto c = store.commit(); !c) spdlog::error("cannot record detections: {}", c.error().what());
+    for (const TroubleAt& t : troubles) consider_recovery(t.job, t.trouble, t.node);
   }
 
 
@@ -717,6 +734,362 @@ struct Intake::Impl {
     return begin_stop(job, gather, "requested by uid " + std::to_string(who.uid), timeout, clock());
   }
 
+  // ------------------------------------------------------------------
+  // Checkpoint ledger and automatic recovery (ADR 0012).
+
+  DigestWorker digests;
+  std::uint64_t next_token = 1;
+  std::unordered_map<std::uint32_t, std::vector<CheckpointEntry>> ledger;  // verified, oldest first
+  struct RestartWaiter {
+    std::string rid;
+    std::uint64_t session = 0, seq = 0;
+  };
+  std::multimap<std::uint64_t, RestartWaiter> restart_waiters;  // token -> who asked
+  // One choice per attempt: every node of a restarted job asks; the first
+  // question digests, the others wait for it or get the answer remembered.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> choosing;  // (job, restart) -> token
+  std::map<std::pair<std::uint32_t, std::uint32_t>, json> chosen;             // (job, restart) -> answer
+  std::map<std::uint64_t, std::pair<std::uint32_t, std::uint32_t>> token_attempt;
+  struct Requeue {
+    std::int64_t at_ns = 0;
+    std::vector<std::string> down;  // lost nodes: marked DOWN, then excluded
+    std::uint32_t restart = 0;
+  };
+  std::map<std::uint32_t, Requeue> requeues;                     // decided, waiting for the backoff
+  std::map<std::uint32_t, std::pair<std::string, std::int64_t>> excludes;  // job -> nodes, retry until
+  std::map<std::uint32_t, std::int64_t> exclude_next;            // job -> next attempt
+  std::map<std::uint32_t, std::uint32_t> decided;                // job -> restart count a decision covers
+
+  const std::vector<CheckpointEntry>& ledger_of(std::uint32_t job) {
+    auto it = ledger.find(job);
+    if (it != ledger.end()) return it->second;
+    std::vector<CheckpointEntry>& out = ledger[job];
+    if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_verified))
+      for (const StoredEvent& s : *evs)
+        if (s.event.attrs.value("ok", false)) out.push_back(entry_from(s.event.attrs));
+    return out;
+  }
+
+  static CheckpointEntry entry_from(const json& a) {
+    CheckpointEntry c;
+    c.path = a.value("path", std::string());
+    c.sha256 = a.value("sha256", std::string());
+    c.node = a.value("node", std::string());
+    c.bytes = a.value("bytes", std::uint64_t{0});
+    c.step = a.value("step", std::int64_t{0});
+    c.sim_time = a.value("sim_t", 0.0);
+    c.reported_ns = a.value("reported_ns", std::int64_t{0});
+    c.restart = a.value("restart", std::uint32_t{0});
+    return c;
+  }
+
+  // A checkpoint reported by the SDK: digest it on the worker thread.
+  void ledger_add(const Event& e) {
+    CheckpointEntry c;
+    c.path = e.attrs.value("path", std::string());
+    c.step = e.attrs.value("step", std::int64_t{0});
+    if (e.attrs.contains("sim_t") && e.attrs["sim_t"].is_number()) c.sim_time = e.attrs["sim_t"].get<double>();
+    c.node = e.node;
+    c.reported_ns = e.ts_ns;
+    c.restart = e.restart;
+    DigestWorker::Task t;
+    t.kind = DigestWorker::Task::Kind::ledger;
+    t.token = next_token++;
+    t.job = e.job;
+    t.owner = job_results(e.job).owner.uid;
+    t.entry = std::move(c);
+    digests.submit(std::move(t));
+  }
+
+  // `restart_from` (the plugin of a restarted job, or the owner): the newest
+  // checkpoint whose file still matches its digest. Answered when the worker
+  // has re-digested it; skips are events.
+  void on_restart_from(const Session& s, const std::string& rid, const FrameView& f, const json& req) {
+    auto fail = [&](Errc code, const std::string& m) {
+      send(rid, encode_frame(FrameKind::reply, f.header.session, f.header.seq, encode_reply_error(code, m), s.key.get()));
+    };
+    if (!req.contains("job") || !req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
+      return fail(Errc::malformed, "restart_from needs 'job'");
+    const auto job = req["job"].get<std::uint32_t>();
+    if (s.uid != 0 && !s.admin && store.job_owner(job) != s.uid)
+      return fail(Errc::denied, "job " + std::to_string(job) + " is not yours");
+    const std::pair<std::uint32_t, std::uint32_t> attempt{job, req.value("restart", 0u)};
+    if (auto c = chosen.find(attempt); c != chosen.end())
+      return send(rid, encode_frame(FrameKind::reply, f.header.session, f.header.seq, encode_reply_ok(c->second),
+                                    s.key.get()));
+    if (auto c = choosing.find(attempt); c != choosing.end()) {
+      restart_waiters.emplace(c->second, RestartWaiter{rid, f.header.session, f.header.seq});
+      return;
+    }
+    const auto& verified = ledger_of(job);
+    if (verified.empty()) {
+      const std::string body = encode_reply_ok(json{{"job", job}, {"path", nullptr}});
+      return send(rid, encode_frame(FrameKind::reply, f.header.session, f.header.seq, body, s.key.get()));
+    }
+    DigestWorker::Task t;
+    t.kind = DigestWorker::Task::Kind::choose;
+    t.token = next_token++;
+    t.job = job;
+    t.owner = job_results(job).owner.uid;
+    t.candidates.assign(verified.rbegin(), verified.rend());
+    restart_waiters.emplace(t.token, RestartWaiter{rid, f.header.session, f.header.seq});
+    choosing[attempt] = t.token;
+    token_attempt[t.token] = attempt;
+    digests.submit(std::move(t));
+  }
+
+  void tick_checkpoints() {
+    const std::int64_t now = clock();
+    for (DigestWorker::Done& d : digests.take_done()) {
+      if (d.kind == DigestWorker::Task::Kind::ledger) {
+        const bool ok = d.error.empty();
+        json a = {{"by", "vigild"},        {"ok", ok},          {"path", d.entry.path},
+                  {"bytes", d.entry.bytes}, {"sha256", d.entry.sha256}, {"step", d.entry.step},
+                  {"sim_t", d.entry.sim_time}, {"node", d.entry.node}, {"restart", d.entry.restart},
+                  {"reported_ns", d.entry.reported_ns}, {"digest_s", d.seconds}};
+        if (!ok) {
+          a["error"] = d.error;
+          spdlog::warn("job {}: checkpoint {} not verified: {}", d.job, d.entry.path, d.error);
+        }
+        ledger_of(d.job);  // loaded before the new entry is stored, so it is added once
+        record(d.job, EventType::checkpoint_verified, std::move(a), now);
+        if (ok) ledger[d.job].push_back(d.entry);
+        continue;
+      }
+      for (const auto& [c, why] : d.skipped) {
+        spdlog::warn("job {}: checkpoint {} (step {}) skipped: {}", d.job, c.path, c.step, why);
+        record(d.job, EventType::checkpoint_skipped,
+               {{"by", "vigild"}, {"path", c.path}, {"step", c.step}, {"sha256", c.sha256}, {"why", why}}, now);
+        auto& l = ledger[d.job];
+        std::erase_if(l, [&](const CheckpointEntry& x) { return x.path == c.path && x.sha256 == c.sha256; });
+      }
+      json out = {{"job", d.job}, {"path", nullptr}, {"skipped", d.skipped.size()}};
+      if (d.chosen) {
+        out["path"] = d.chosen->path;
+        out["step"] = d.chosen->step;
+        out["sha256"] = d.chosen->sha256;
+        record(d.job, EventType::recovery,
+               {{"by", "vigild"}, {"action", "resume"}, {"path", d.chosen->path}, {"step", d.chosen->step},
+                {"sha256", d.chosen->sha256}, {"skipped", d.skipped.size()}},
+               now);
+      }
+      if (auto ta = token_attempt.find(d.token); ta != token_attempt.end()) {
+        choosing.erase(ta->second);
+        if (chosen.size() > 10000) chosen.clear();  // a bound; a forgotten answer is recomputed
+        chosen[ta->second] = out;
+        token_attempt.erase(ta);
+      }
+      auto [first, last] = restart_waiters.equal_range(d.token);
+      for (auto w = first; w != last; ++w) {
+        auto sit = sessions.find(w->second.session);
+        if (sit != sessions.end())
+          send(w->second.rid, encode_frame(FrameKind::reply, w->second.session, w->second.seq, encode_reply_ok(out),
+                                           sit->second.key.get()));
+      }
+      restart_waiters.erase(first, last);
+    }
+  }
+
+  // Retry or fail, decided once per attempt (several lost nodes are one failure).
+  void consider_recovery(std::uint32_t job, RecoveryInput::Trouble trouble, const std::string& node) {
+    if (!cfg.recovery || !slurm) return;
+    if (!store.latest(job, EventType::job_start)) return;  // not a batch job: nothing Slurm can requeue
+    // A node recovery already took out of this job: what is still watched there
+    // are the failed attempt's steps, not news.
+    if (!node.empty() && already_down(job, node)) return;
+    const std::int64_t now = clock();
+    auto st = store.job_state(job);
+    if (!st) return;
+    const auto state = job_state_from_name(st->first).value_or(JobState::running);
+    if (state == JobState::stopped || state == JobState::cancelled || state == JobState::completed) return;
+    RecoveryInput in;
+    in.trouble = trouble;
+    in.node = node;
+    in.restart = std::max(st->second, current_restart(job));
+    if (auto d = decided_for(job)) in.decided_for_restart = *d;
+    auto start = store.latest(job, EventType::job_start);
+    if (start && start->event.attrs.contains("options") && start->event.attrs["options"].contains("retries") &&
+        start->event.attrs["options"]["retries"].is_number_integer())
+      in.job_retries = start->event.attrs["options"]["retries"].get<int>();
+    in.has_checkpoint = !ledger_of(job).empty();
+    RecoveryPolicy pol;
+    pol.default_retries = cfg.default_retries;
+    pol.backoff_base_s = cfg.retry_backoff_s;
+    pol.backoff_max_s = cfg.retry_backoff_max_s;
+    const RecoveryDecision d = decide_recovery(pol, in);
+    if (d.action == RecoveryDecision::Action::none) {
+      // Another node of the same failed attempt: excluded and marked DOWN too,
+      // with the pending requeue or, if that has happened, at once (a dead node
+      // Slurm still thinks alive would hold the job's old steps).
+      if (node.empty() || trouble != RecoveryInput::Trouble::node_lost) return;
+      if (auto it = requeues.find(job); it != requeues.end()) {
+        it->second.down.push_back(node);
+      } else {
+        if (auto s = slurm->down_node(node, "vigil: lost (job " + std::to_string(job) + ")"); !s)
+          spdlog::error("job {}: {}", job, s.error().message);
+        record(job, EventType::recovery, {{"by", "vigild"}, {"action", "down"}, {"node", node},
+                                          {"restart", in.restart}}, now);
+        auto& ex = excludes[job];
+        ex.first += (ex.first.empty() ? "" : ",") + node;
+        ex.second = now + 10'000'000'000LL;
+      }
+      return;
+    }
+    decided[job] = in.restart;
+    const char* action = d.action == RecoveryDecision::Action::requeue ? "requeue" : "fail";
+    json a = {{"by", "vigild"},      {"action", action},      {"attempt", d.attempt}, {"budget", d.budget},
+              {"restart", in.restart}, {"trouble", trouble_name(trouble)}, {"node", node},
+              {"delay_s", d.delay_s},  {"reason", d.reason}};
+    if (in.has_checkpoint) a["newest_checkpoint"] = ledger_of(job).back().path;
+    spdlog::warn("job {}: recovery: {} — {}", job, action, d.reason);
+    record(job, EventType::recovery, std::move(a), now);
+    const bool own = !in_txn;
+    if (own && !store.begin()) return;
+    if (d.action == RecoveryDecision::Action::requeue) {
+      lifecycle(job, {LifecycleInput::Kind::requeued, "vigil: " + d.reason}, now);
+      Requeue& r = requeues[job];
+      r.at_ns = now + static_cast<std::int64_t>(d.delay_s * 1e9);
+      r.restart = in.restart;
+      if (!node.empty() && trouble == RecoveryInput::Trouble::node_lost) r.down.push_back(node);
+    } else {
+      lifecycle(job, {LifecycleInput::Kind::ended_failed, d.reason}, now);
+      // A dead node would hold the cancelled job in COMPLETING until Slurm's own
+      // SlurmdTimeout: mark it DOWN as a requeue would.
+      // Cancelled first, so Slurm does not requeue it when the node goes DOWN.
+      if (auto c = slurm->cancel_job(job); !c) spdlog::error("job {}: {}", job, c.error().message);
+      if (!node.empty() && trouble == RecoveryInput::Trouble::node_lost)
+        if (auto s = slurm->down_node(node, "vigil: lost (job " + std::to_string(job) + " failed)"); !s)
+          spdlog::error("job {}: {}", job, s.error().message);
+    }
+    if (own && !store.commit()) store.rollback();
+  }
+
+  std::optional<std::uint32_t> decided_for(std::uint32_t job) {
+    if (auto it = decided.find(job); it != decided.end()) return it->second;
+    // After a restart of vigild: the newest decision on the timeline.
+    auto evs = store.events(job, 0, 100000, std::nullopt, EventType::recovery);
+    if (!evs) return std::nullopt;
+    for (auto it = evs->rbegin(); it != evs->rend(); ++it) {
+      const std::string act = it->event.attrs.value("action", std::string());
+      if (act == "requeue" || act == "fail") return decided[job] = it->event.attrs.value("restart", 0u);
+    }
+    return std::nullopt;
+  }
+
+  bool already_down(std::uint32_t job, const std::string& node) {
+    if (auto it = requeues.find(job); it != requeues.end() &&
+        std::find(it->second.down.begin(), it->second.down.end(), node) != it->second.down.end())
+      return true;
+    auto evs = store.events(job, 0, 100000, std::nullopt, EventType::recovery);
+    if (!evs) return false;
+    for (const StoredEvent& e : *evs) {
+      const std::string act = e.event.attrs.value("action", std::string());
+      std::string list = act == "requeued" ? e.event.attrs.value("down", std::string())
+                         : act == "down"   ? e.event.attrs.value("node", std::string())
+                                           : std::string();
+      for (std::size_t pos = 0; pos <= list.size() && !list.empty();) {
+        const auto comma = list.find(',', pos);
+        if (list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos) == node) return true;
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+      }
+    }
+    return false;
+  }
+
+  // The recovery policy ended this job (budget spent): Slurm's later view
+  // (CANCELLED, a requeue by a DOWN node) does not change its FAILED.
+  bool failed_by_policy(std::uint32_t job) {
+    auto st = store.job_state(job);
+    if (!st || st->first != "FAILED") return false;
+    auto e = store.latest(job, EventType::recovery);
+    return e && e->event.attrs.value("action", std::string()) == "fail";
+  }
+
+  // The highest restart count any event of the job carried.
+  std::uint32_t current_restart(std::uint32_t job) {
+    auto s = store.latest(job, EventType::job_start);
+    return s ? s->event.restart : 0;
+  }
+
+  // An older attempt's end (its batch script killed by the requeue) must not
+  // end a job that recovery has decided about.
+  bool stale_attempt(const Event& e) const {
+    auto it = decided.find(e.job);
+    return it != decided.end() && e.restart <= it->second &&
+           (e.type == EventType::job_end || e.type == EventType::task_exit);
+  }
+
+  // After a restart: a requeue that was decided but not carried out (vigild
+  // died during the backoff) is carried out now.
+  void resume_recovery() {
+    auto rows = store.jobs(std::nullopt, 100000);
+    if (!rows) return;
+    for (const JobRow& j : *rows) {
+      if (j.state != "RECOVERING") continue;
+      auto evs = store.events(j.job, 0, 100000, std::nullopt, EventType::recovery);
+      if (!evs || evs->empty()) continue;
+      const json& last = evs->back().event.attrs;
+      if (last.value("action", std::string()) != "requeue") continue;
+      Requeue& r = requeues[j.job];
+      r.at_ns = clock();
+      r.restart = last.value("restart", 0u);
+      decided[j.job] = r.restart;
+      const std::string node = last.value("node", std::string());
+      if (!node.empty() && last.value("trouble", std::string()) == trouble_name(RecoveryInput::Trouble::node_lost))
+        r.down.push_back(node);
+      spdlog::info("job {}: carrying out the requeue decided before the restart", j.job);
+    }
+  }
+
+  void tick_recovery() {
+    const std::int64_t now = clock();
+    for (auto it = requeues.begin(); it != requeues.end();) {
+      if (now < it->second.at_ns) {
+        ++it;
+        continue;
+      }
+      const std::uint32_t job = it->first;
+      const Requeue r = it->second;
+      it = requeues.erase(it);
+      std::string errors, nodes;
+      for (const std::string& n : r.down) nodes += (nodes.empty() ? "" : ",") + n;
+      // All lost nodes in one update: one failure, one requeue by Slurm.
+      if (!nodes.empty())
+        if (auto s = slurm->down_node(nodes, "vigil: lost (job " + std::to_string(job) + " requeued)"); !s)
+          errors += s.error().message + "; ";
+      const Status q = slurm->requeue_job(job);
+      if (!q) errors += q.error().message + "; ";
+      // The old attempt's steps stay watched: one on a node that also died is
+      // declared lost later, and that node is marked DOWN then (see below).
+      excludes[job] = {nodes, now + 10'000'000'000LL};
+      spdlog::warn("job {}: requeued{}{}", job, nodes.empty() ? "" : ", excluding " + nodes,
+                   errors.empty() ? "" : " (" + errors + ")");
+      record(job, EventType::recovery,
+             {{"by", "vigild"}, {"action", q ? "requeued" : "requeue_failed"}, {"restart", r.restart},
+              {"down", nodes}, {"error", errors}},
+             now);
+    }
+    // Once Slurm has requeued the job it holds it back until its credential
+    // expires (cred_expire, 120 s by default) and it must avoid the lost nodes:
+    // vigild makes it eligible now and excludes them, repeating once a second
+    // for 10 s because Slurm's requeue completes asynchronously.
+    for (auto it = excludes.begin(); it != excludes.end();) {
+      auto& [nodes, until] = it->second;
+      if (now > until) {
+        it = excludes.erase(it);
+        continue;
+      }
+      if (now >= exclude_next[it->first]) {
+        exclude_next[it->first] = now + 1'000'000'000;
+        if (auto s = slurm->exclude_nodes(it->first, nodes); !s)
+          spdlog::debug("job {}: release/exclude: {}", it->first, s.error().message);
+      }
+      ++it;
+    }
+    std::erase_if(exclude_next, [&](const auto& kv) { return !excludes.count(kv.first); });
+  }
+
   void reject(const std::string& reason) { counters.rejected[reason]++; }
 
   void send(const std::string& rid, const std::string& frame) {
@@ -877,9 +1250,14 @@ struct Intake::Impl {
       if (*r == InsertOutcome::stored) {
         pa.ack.stored++;
         track(e, now);
-        if (auto in = input_of(e)) lifecycle(e.job, *in, now);
-        if (e.type == EventType::result) on_result(e, store.last_insert_seq(), now);
-        else if (e.type == EventType::checkpoint) on_checkpoint(e, now);
+        if (auto in = input_of(e); in && !stale_attempt(e)) lifecycle(e.job, *in, now);
+        if (e.type == EventType::job_start) excludes.erase(e.job);  // running again: leave it alone
+        if (e.type == EventType::result) {
+          on_result(e, store.last_insert_seq(), now);
+        } else if (e.type == EventType::checkpoint) {
+          on_checkpoint(e, now);
+          ledger_add(e);
+        }
         else if (e.type == EventType::checkpoint_signal) on_signal_delivered(e, now);
       } else {
         pa.ack.duplicates++;
@@ -935,6 +1313,8 @@ struct Intake::Impl {
     if (!req || !req->is_object() || !req->contains("op") || !(*req)["op"].is_string()) {
       reject("malformed");
       body = encode_reply_error(Errc::malformed, "request must be {op: string, ...}");
+    } else if ((*req)["op"] == "restart_from") {
+      return on_restart_from(*s, rid, f, *req);  // answered when its digests are checked
     } else {
       body = answer(*s, *req);
     }
@@ -1083,6 +1463,8 @@ void Intake::run(const std::atomic<bool>& stop) {
       p_->detect();
       p_->apply_reconciliation();
       p_->tick_results();
+      p_->tick_checkpoints();
+      p_->tick_recovery();
       p_->publish();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;

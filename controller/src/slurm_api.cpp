@@ -2,6 +2,7 @@
 #include "slurm_api.hpp"
 
 #include <csignal>
+#include <ctime>
 
 extern "C" {
 #include <slurm/slurm.h>
@@ -40,18 +41,54 @@ LibSlurmControl::LibSlurmControl() {
   std::call_once(once, [] { slurm_init(nullptr); });
 }
 
-Status LibSlurmControl::drain_node(const std::string& node, const std::string& reason) {
+namespace {
+Status set_node_state(const std::string& node, std::uint32_t state, const std::string& reason) {
   update_node_msg_t msg;
   slurm_init_update_node_msg(&msg);
   std::vector<char> names(node.begin(), node.end()), why(reason.begin(), reason.end());
   names.push_back('\0');
   why.push_back('\0');
   msg.node_names = names.data();
-  msg.node_state = NODE_STATE_DRAIN;
+  msg.node_state = state;
   msg.reason = why.data();
   if (slurm_update_node(&msg) != SLURM_SUCCESS)
-    return make_error(Errc::unavailable, "drain " + node + ": " + slurm_strerror(slurm_get_errno()));
+    return make_error(Errc::unavailable, "update node " + node + ": " + slurm_strerror(slurm_get_errno()));
   return ok_status();
+}
+}  // namespace
+
+Status LibSlurmControl::down_node(const std::string& node, const std::string& reason) {
+  return set_node_state(node, NODE_STATE_DOWN, reason);
+}
+
+Status LibSlurmControl::requeue_job(std::uint32_t job) {
+  if (slurm_requeue(job, 0) != SLURM_SUCCESS) {
+    const int err = slurm_get_errno();
+    // Slurm may have requeued it already (a DOWN node's batch job, JobRequeue=1).
+    if (err == ESLURM_JOB_PENDING || err == ESLURM_TRANSITION_STATE_NO_UPDATE) return ok_status();
+    return make_error(Errc::unavailable, "requeue job " + std::to_string(job) + ": " + slurm_strerror(err));
+  }
+  return ok_status();
+}
+
+Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& nodes) {
+  job_desc_msg_t desc;
+  slurm_init_job_desc_msg(&desc);
+  desc.job_id = job;
+  std::vector<char> exc(nodes.begin(), nodes.end());
+  exc.push_back('\0');
+  if (!nodes.empty()) desc.exc_nodes = exc.data();
+  // Slurm holds a requeued batch job back for a while (its BeginTime moves
+  // into the future); recovery wants it eligible now.
+  desc.begin_time = std::time(nullptr);
+  if (slurm_update_job(&desc) != SLURM_SUCCESS)
+    return make_error(Errc::unavailable, "exclude " + nodes + " from job " + std::to_string(job) + ": " +
+                                             slurm_strerror(slurm_get_errno()));
+  return ok_status();
+}
+
+Status LibSlurmControl::drain_node(const std::string& node, const std::string& reason) {
+  return set_node_state(node, NODE_STATE_DRAIN, reason);
 }
 
 Status LibSlurmControl::cancel_job(std::uint32_t job) {

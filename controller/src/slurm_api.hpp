@@ -46,6 +46,13 @@ class SlurmControl {
   virtual Status drain_node(const std::string& node, const std::string& reason) = 0;
   // Cancel a job (stop-and-gather), as `scancel` would.
   virtual Status cancel_job(std::uint32_t job) = 0;
+  // Recovery: mark a lost node DOWN (Slurm then ends the job's steps there at
+  // once instead of waiting SlurmdTimeout), requeue a batch job (done if Slurm
+  // already requeued it), and keep it off the given nodes.
+  virtual Status down_node(const std::string& node, const std::string& reason) = 0;
+  virtual Status requeue_job(std::uint32_t job) = 0;
+  // ... and make it eligible now (Slurm delays a requeued job by cred_expire).
+  virtual Status exclude_nodes(std::uint32_t job, const std::string& nodes) = 0;
 };
 
 // The real one: libslurm, configured by SLURM_CONF or the default slurm.conf.
@@ -55,6 +62,9 @@ class LibSlurmControl : public SlurmControl {
   Status drain_node(const std::string& node, const std::string& reason) override;
   Result<SlurmJobs> load_jobs(std::time_t since) override;
   Status cancel_job(std::uint32_t job) override;
+  Status down_node(const std::string& node, const std::string& reason) override;
+  Status requeue_job(std::uint32_t job) override;
+  Status exclude_nodes(std::uint32_t job, const std::string& nodes) override;
 };
 
 }  // namespace vigil::controller

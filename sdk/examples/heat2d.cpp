@@ -74,6 +74,7 @@ struct Options {
   std::string checkpoint_dir = ".";
   std::int64_t sleep_ms = 0;
   std::int64_t nan_at = -1;  // -1: never
+  bool writer = true;        // writes checkpoints (false on tasks other than 0)
   std::string stage;         // empty: the SDK default ("main")
   std::string out;
 };
@@ -370,7 +371,16 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
-  const Options& o = *parsed;
+  Options o = *parsed;
+  // Launched as several tasks (srun -n N), every task computes the same field
+  // and task 0 alone reports and checkpoints: one writer, as in an SPMD code
+  // whose rank 0 does the I/O. The others restart from the same checkpoint.
+  if (const char* rank = std::getenv("SLURM_PROCID"); rank && std::string(rank) != "0") {
+    o.emit_every = 0;
+    o.snapshot_every = 0;
+    o.checkpoint_every = 0;
+    o.writer = false;
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_sigusr1;
@@ -416,7 +426,7 @@ int main(int argc, char** argv) {
 
     const bool asked = g_checkpoint_requested != 0;
     if (asked) g_checkpoint_requested = 0;
-    if ((asked || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) && step != last_checkpoint) {
+    if (o.writer && (asked || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) && step != last_checkpoint) {
       // Reported with an absolute path: vigild records it for whoever restarts the job.
       std::error_code ec;
       fs::path path = checkpoint_path(o.checkpoint_dir, step);

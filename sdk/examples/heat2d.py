@@ -225,6 +225,11 @@ class WarnOnce:
 
 def main(argv=None):
     o = parse_args(sys.argv[1:] if argv is None else argv)
+    # Launched as several tasks, every task computes the same field and task 0
+    # alone reports and checkpoints (as heat2d.cpp does).
+    writer = os.environ.get("SLURM_PROCID", "0") == "0"
+    if not writer:
+        o.emit_every = o.snapshot_every = o.checkpoint_every = 0
     signal.signal(signal.SIGUSR1, _on_sigusr1)
     vigil = import_vigil()
     if o.stage:
@@ -262,7 +267,8 @@ def main(argv=None):
             emit_array(vigil.emit_array, "temperature", u, step=step, sim_time=t, units="K")
 
         asked, _checkpoint_requested = _checkpoint_requested, False
-        if (asked or (o.checkpoint_every > 0 and step % o.checkpoint_every == 0)) and step != last_checkpoint:
+        if writer and (asked or (o.checkpoint_every > 0 and step % o.checkpoint_every == 0)) \
+                and step != last_checkpoint:
             path = os.path.abspath(os.path.join(o.checkpoint_dir, f"heat2d-{step}.ckpt"))
             if write_state(path, u, step):
                 last_checkpoint = step

@@ -41,5 +41,5 @@ def test_plugin_loads_no_heavy_library():
     out = subprocess.run(["nm", "-D", "--defined-only", str(transport)], capture_output=True, text=True,
                          check=True).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
-    assert exported == {"vigil_transport_open", "vigil_transport_send", "vigil_transport_free",
+    assert exported == {"vigil_transport_open", "vigil_transport_send", "vigil_transport_request", "vigil_transport_free",
                         "vigil_transport_close"}

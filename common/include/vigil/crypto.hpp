@@ -25,6 +25,15 @@ KeyBytes random_key();
 // Lowercase hex SHA-256 of a byte string.
 std::string sha256_hex(std::string_view data);
 
+// SHA-256 of a regular file, streamed (1 MiB reads; never the whole file in
+// memory). On failure `error` says why (missing, unreadable, not a file).
+struct FileDigest {
+  std::uint64_t bytes = 0;
+  std::string sha256;  // lowercase hex; empty on failure
+  std::string error;
+};
+FileDigest sha256_file(const std::string& path);
+
 // HMAC-SHA256 with the key's inner/outer hash states precomputed once, so a tag
 // costs two short SHA-256 finalisations instead of a full keyed setup.
 class HmacKey {

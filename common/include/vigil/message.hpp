@@ -49,8 +49,11 @@ enum class EventType : std::uint16_t {
   rule_fired = 15,       // an early-signal rule matched a result value
   results_final = 16,    // the job's result dump was finalised (files, digests)
   stop = 17,             // stop-and-gather: requested, then the job cancelled
+  checkpoint_verified = 18,  // the ledger: a reported checkpoint's size and SHA-256
+  recovery = 19,         // a retry-or-fail decision and its execution
+  checkpoint_skipped = 20,   // at restart: a checkpoint that no longer matches its digest
 };
-inline constexpr std::uint16_t kMaxEventType = 17;
+inline constexpr std::uint16_t kMaxEventType = 20;
 inline constexpr bool is_controller_event(EventType t) {
   return static_cast<std::uint16_t>(t) >= static_cast<std::uint16_t>(EventType::step_silent);
 }
