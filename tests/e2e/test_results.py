@@ -85,6 +85,13 @@ def test_swmr_reader_sees_values_grow_then_h5dump_reads_the_final_file(cluster, 
     assert tail["metrics"]["main/total_heat"]["count"] == 80
     assert tail["metrics"]["main/temperature"]["kind"] == "array"
     assert tail["final"]["records"] == final["records"]
+    # --follow --json streams one value per line and returns once the job has ended;
+    # --metric narrows it.
+    r = vigil(cluster, "tail", str(jid), "-f", "-m", "total_heat", "-m", "main/residual", user=ALICE,
+              as_json=False, check=False, timeout=30)
+    assert r.returncode == 0 and "main/total_heat" in r.stdout and "main/max_temp" not in r.stdout, r.stdout
+    lines = vigil(cluster, "tail", str(jid), "-f", "-m", "total_heat", user=ALICE)
+    assert len(lines) == 80 and {v["name"] for v in lines} == {"total_heat"}
 
 
 def test_another_user_cannot_read_the_dump_or_tail_the_job(cluster, vigild):
