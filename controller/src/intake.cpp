@@ -1006,6 +1006,20 @@ struct Intake::Impl {
     return e && e->event.attrs.value("action", std::string()) == "fail";
   }
 
+  // The first news of a job's next attempt (a higher restart count): the
+  // previous attempt's steps are no longer watched — their nodes may be dead
+  // (already handled) or their step_end may be spooled on a node while vigild
+  // was down; either way their silence is not this attempt's trouble.
+  std::unordered_map<std::uint32_t, std::uint32_t> attempt_seen;
+  void new_attempt(const Event& e) {
+    if (e.node.empty()) return;
+    auto it = attempt_seen.find(e.job);
+    if (it == attempt_seen.end()) it = attempt_seen.emplace(e.job, current_restart(e.job)).first;
+    if (e.restart <= it->second) return;
+    it->second = e.restart;
+    for (const StepKey& k : monitor.steps_of(e.job)) monitor.ended(k);
+  }
+
   // The highest restart count any event of the job carried.
   std::uint32_t current_restart(std::uint32_t job) {
     auto s = store.latest(job, EventType::job_start);
@@ -1239,6 +1253,7 @@ struct Intake::Impl {
           continue;
         }
       }
+      new_attempt(e);  // before the insert: compares with what the store knew
       auto r = store.insert(e, s->uid, now);
       if (!r) {
         // A store failure (disk full, I/O error) fails the whole group: nobody is
