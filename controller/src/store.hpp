@@ -112,9 +112,15 @@ class Store {
   };
   std::map<std::uint32_t, JobTouch> touches_;  // per transaction
   Status check_schema(const std::string& path);
+  Status start_checkpointer(const std::string& path);
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   struct Stmts;
+  class Checkpointer;
   sqlite3* db_;
   std::unique_ptr<Stmts> st_;
+  std::unique_ptr<Checkpointer> ckpt_;  // writer only: WAL checkpoints on their own thread
+  int wal_poked_at_ = 0;                // WAL size (pages) when ckpt_ was last poked
+  std::string attrs_text_;              // insert(): attrs as JSON text, buffer reused
 };
 
 }  // namespace vigil::controller

@@ -12,8 +12,10 @@ def transitions(cluster, jid):
 
 
 def final_state(cluster, jid, state, timeout=20):
-    return wait_for(lambda: vigil(cluster, "show", str(jid))["state"] == state, timeout=timeout,
-                    what=f"job {jid} {state} in vigild")
+    def reached():
+        r = vigil(cluster, "show", str(jid), check=False)  # "unknown" until vigild has heard of the job
+        return isinstance(r, dict) and r["state"] == state
+    return wait_for(reached, timeout=timeout, what=f"job {jid} {state} in vigild")
 
 
 def test_a_completed_job_walks_the_whole_path(cluster, vigild):

@@ -1,10 +1,11 @@
 // message.hpp — Vigil wire protocol v1: frame bodies.
 //
-// Bodies are CBOR (RFC 8949) via nlohmann-json, decoded strictly: bounded nesting,
-// no tags, no duplicate keys, every field type-checked. An event is the unit of
-// everything the plugin and SDK report; each carries a 16-byte random id chosen
-// where it is created, so a replay (spool, retry, reconnect) has no second effect
-// in vigild's store. Field names are short because events are small and many.
+// Bodies are CBOR (RFC 8949), decoded strictly by our own reader (message.cpp)
+// into nlohmann-json values: bounded nesting, no tags, no duplicate keys, every
+// field type-checked; batches decode straight into Events, without a DOM of the
+// whole body. An event is the unit of everything the plugin and SDK report;
+// each carries a 16-byte random id chosen where it is created, so a replay
+// (spool, retry, reconnect) has no second effect in vigild's store. Field names are short because events are small and many.
 #pragma once
 
 #include <array>
@@ -26,7 +27,8 @@ inline constexpr std::size_t kMaxEventsPerBatch = 10000;
 inline constexpr std::size_t kMaxNodeName = 64;
 inline constexpr std::uint32_t kNoStep = 0xffffffffu;
 
-// Strict CBOR -> json. Never throws; never recurses deeper than kMaxCborDepth.
+// Strict CBOR -> json. Never throws; never recurses deeper than kMaxCborDepth
+// (indefinite-length string chunks are read without recursion).
 Result<json> cbor_decode(std::string_view bytes, int max_depth = kMaxCborDepth);
 std::string cbor_encode(const json& j);
 
@@ -87,6 +89,11 @@ struct DecodedBatch {
   std::vector<std::pair<std::size_t, Error>> rejected;
 };
 Result<DecodedBatch> decode_batch(std::string_view body);
+
+// Appends `j` as compact JSON text: byte for byte what
+// j.dump(-1, ' ', false, json::error_handler_t::replace) returns, without a
+// new string and a serializer per call (vigild stores every event's attrs so).
+void append_json_text(std::string& out, const json& j);
 
 // The payload sealed inside the MUNGE credential of a HELLO.
 struct HelloPayload {

@@ -227,6 +227,18 @@ TEST_F(IntakeTest, MalformedFramesRejectedWithReasons) {
   EXPECT_GE((*status)["rejected"]["truncated"].get<int>(), 1);
 }
 
+// HELLO bodies are decoded before anyone is authenticated. 100 KB of nested
+// indefinite-length string headers made the previous CBOR reader recurse once
+// per byte and overflow the intake thread's stack (vigild died of SIGSEGV).
+TEST_F(IntakeTest, HostileHelloBodyIsRefusedNotFatal) {
+  Raw raw(endpoint_);
+  for (char c : {'\x7f', '\x5f', '\x81', '\xbf'}) {
+    const std::string body(100000, c);
+    EXPECT_EQ(error_code_of(raw.ask(encode_frame(FrameKind::hello, 0, 1, body, nullptr))), Errc::malformed);
+  }
+  expect_still_serving();
+}
+
 TEST_F(IntakeTest, UsersReportOnlyIntoTheirOwnJobs) {
   {
     Client root(opts());

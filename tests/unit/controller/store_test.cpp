@@ -1,5 +1,6 @@
 // Store: migrations, idempotent insert, ownership, persistence across reopen.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -77,4 +78,92 @@ TEST(Store, SurvivesReopenAndRollbackLosesNothingCommitted) {
   ASSERT_TRUE(evs.ok());
   ASSERT_EQ(evs->size(), 1u);
   EXPECT_EQ((*evs)[0].event.id, a.id);
+}
+
+// Reads through a Store (the writer's connection or a reader's) must not leave
+// a read transaction open behind them: it pins the WAL at that snapshot, no
+// checkpoint can copy anything newer, and the WAL and its shared-memory index
+// (mapped into vigild, so RSS) grow for as long as vigild runs.
+TEST(Store, ReadsLeaveNoSnapshotPinningTheWal) {
+  TempDb db;
+  auto s = Store::open(db.path);
+  ASSERT_TRUE(s.ok());
+  auto r = Store::open(db.path, /*read_only=*/true);
+  ASSERT_TRUE(r.ok());
+  Event start = ev(EventType::step_start, 7);
+  start.attrs = {{"uid", 1001}, {"user", "alice"}};
+  ASSERT_TRUE((*s)->begin().ok());
+  ASSERT_TRUE((*s)->insert(start, 0, 1).ok());
+  ASSERT_TRUE((*s)->commit().ok());
+  for (Store* st : {s->get(), r->get()}) {
+    EXPECT_TRUE(st->job_state(7).has_value());
+    EXPECT_EQ(st->job_owner(7), 1001u);
+    EXPECT_EQ(st->event_count(), 1);
+  }
+  ASSERT_TRUE((*s)->begin().ok());
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE((*s)->insert(ev(EventType::heartbeat, 7), 0, 2).ok());
+  ASSERT_TRUE((*s)->commit().ok());
+  sqlite3* c = nullptr;
+  ASSERT_EQ(sqlite3_open(db.path.c_str(), &c), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(c, "SELECT count(*) FROM meta", nullptr, nullptr, nullptr), SQLITE_OK);  // opens the WAL
+  int log = -1, done = -1;
+  EXPECT_EQ(sqlite3_wal_checkpoint_v2(c, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done), SQLITE_OK);
+  sqlite3_close(c);
+  EXPECT_GT(log, 0);
+  EXPECT_EQ(done, log) << "a reader still holds an old snapshot: the WAL cannot be checkpointed";
+}
+
+// WAL checkpoints run on the store's own thread (and, as a backstop, in the
+// writer): under a steady stream of commits the database file receives the
+// pages and the WAL stays bounded (~64 MB at most), nothing is lost.
+TEST(Store, CheckpointsKeepTheWalBounded) {
+  TempDb db;
+  const auto wal = std::filesystem::path(db.path.string() + "-wal");
+  std::uintmax_t wal_max = 0;
+  {
+    auto s = Store::open(db.path);
+    ASSERT_TRUE(s.ok());
+    for (int c = 0; c < 1500; ++c) {
+      ASSERT_TRUE((*s)->begin().ok());
+      for (int i = 0; i < 100; ++i) {
+        Event e = ev(EventType::heartbeat, 1 + i % 8);
+        e.attrs = {{"tasks", 1}, {"cpu_s", 1.5 * c}, {"rss_bytes", 1 << 20}, {"interval_s", 5}};
+        ASSERT_TRUE((*s)->insert(e, 0, c).ok());
+      }
+      ASSERT_TRUE((*s)->commit().ok());
+      if (std::filesystem::exists(wal)) wal_max = std::max(wal_max, std::filesystem::file_size(wal));
+    }
+    EXPECT_GT(std::filesystem::file_size(db.path), 8u << 20) << "nothing was checkpointed into the database file";
+    EXPECT_LT(wal_max, 70u << 20);
+  }
+  auto s = Store::open(db.path);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->event_count(), 150000);
+}
+
+// Attributes are stored as the JSON text json::dump gives, and read back equal.
+TEST(Store, AttrsStoredAsDumpText) {
+  TempDb db;
+  auto s = Store::open(db.path);
+  ASSERT_TRUE(s.ok());
+  Event e = ev(EventType::result, 3);
+  e.attrs = {{"name", "loss \"x\"\n\u00e9"}, {"value", 0.1}, {"step", 12}, {"neg", -4}, {"big", 1e300},
+             {"whole", 3.0}, {"nested", {{"a", json::array({1, nullptr, true})}}}, {"bad_utf8", "\xff\xfe"}};
+  ASSERT_TRUE((*s)->begin().ok());
+  ASSERT_TRUE((*s)->insert(e, 0, 1).ok());
+  ASSERT_TRUE((*s)->commit().ok());
+  sqlite3* c = nullptr;
+  ASSERT_EQ(sqlite3_open(db.path.c_str(), &c), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(c, "SELECT attrs FROM events", -1, &q, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  const std::string text(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+  sqlite3_finalize(q);
+  sqlite3_close(c);
+  EXPECT_EQ(text, e.attrs.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto back = (*s)->events(3u, 0, 10, std::nullopt);
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ((*back)[0].event.attrs["whole"].type(), json::value_t::number_float);
+  EXPECT_EQ((*back)[0].event.attrs["step"], 12);
 }
