@@ -34,6 +34,7 @@ struct EmitOptions {
   std::vector<double> values;   // one, or the elements of an array (C order)
   std::string dims;             // "" for a scalar, else "AxB..."
   std::string units, stage;
+  std::string output_name;      // report-output: the name it is registered under ("" = the path)
   std::int64_t step = 0;
   double sim_time = 0;
   int timeout_ms = 2000;
@@ -41,5 +42,6 @@ struct EmitOptions {
 // The shell SDK (inside a job; a no-op outside one).
 int emit(const EmitOptions& o);
 int report_checkpoint(const EmitOptions& o);
+int report_output(const EmitOptions& o);
 
 }  // namespace vigil::cli

@@ -1,4 +1,4 @@
-// emit.cpp — the shell SDK: `vigil emit` and `vigil report-checkpoint`, for
+// emit.cpp — the shell SDK: `vigil emit`, `vigil report-checkpoint` and `vigil report-output`, for
 // simulations driven by shell scripts. Same path as C/C++/Python: libvigil,
 // authenticated as the caller; outside a Vigil job a no-op that succeeds.
 #include <cstdio>
@@ -76,6 +76,14 @@ int report_checkpoint(const EmitOptions& o) {
     return 2;
   }
   return finish(o.timeout_ms, "report-checkpoint");
+}
+
+int report_output(const EmitOptions& o) {
+  if (vigil_report_output(o.name.c_str(), o.output_name.empty() ? nullptr : o.output_name.c_str(), o.step) < 0) {
+    std::fprintf(stderr, "vigil: report-output: the path and name must be 1-4096 characters\n");
+    return 2;
+  }
+  return finish(o.timeout_ms, "report-output");
 }
 
 }  // namespace vigil::cli

@@ -130,9 +130,14 @@ int main(int argc, char** argv) {
   report->add_option("path", emit_o.name, "the checkpoint file")->required();
   report->add_option("--step", emit_o.step, "simulation step");
   report->add_option("--sim-time", emit_o.sim_time, "simulation time");
+  auto* output = app.add_subcommand("report-output", "from inside a job: a final output file was written (shell SDK)");
+  output->add_option("path", emit_o.name, "the output file (absolute path)")->required();
+  output->add_option("--name", emit_o.output_name, "the name it is registered under (default: the path)");
+  output->add_option("--step", emit_o.step, "simulation step");
   CLI11_PARSE(app, argc, argv);
 
   emit_o.timeout_ms = opts.timeout_ms;
+  if (output->parsed()) return cli::report_output(emit_o);
   if (emit->parsed()) return cli::emit(emit_o);
   if (report->parsed()) return cli::report_checkpoint(emit_o);
 

@@ -96,6 +96,7 @@ const std::vector<OptionSpec>& option_specs() {
       {"results-dir", "PATH", "Vigil: absolute directory for this job's result dumps"},
       {"retries", "N", "Vigil: automatic restarts from the last checkpoint after node failure (default 3)"},
       {"protect", nullptr, "Vigil: long-run protection: no preemption/maintenance without a fresh checkpoint"},
+      {"keep-checkpoints", "K", "Vigil: keep the newest K verified checkpoints, delete older ones (0: keep all)"},
       {"label", "TEXT", "Vigil: scenario or study label (letters, digits, . _ - : / + =; max 64)"},
       {"rules", "RULES", "Vigil: early-signal rules, e.g. 'nan@stop,residual>1e3:3@stop,stall=10m' (see docs)"},
   };
@@ -133,6 +134,10 @@ Status apply_option(JobOptions& o, const std::string& name, const char* optarg, 
     o.retries = static_cast<int>(*n);
   } else if (name == "protect") {
     o.protect = true;
+  } else if (name == "keep-checkpoints") {
+    auto n = parse_long(v, 0, 10000);
+    if (!n) return opt_error(name, "an integer in [0, 10000] (0: keep all)", v);
+    o.keep_checkpoints = static_cast<int>(*n);
   } else if (name == "label") {
     if (!valid_label(v)) return opt_error(name, "1-64 characters from letters, digits and . _ - : / + =", v);
     o.label = v;

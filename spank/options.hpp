@@ -35,6 +35,7 @@ struct JobOptions {
   std::string results_dir;        // empty: site default
   int retries = -1;               // -1: site/vigild default
   bool protect = false;           // long-run protection
+  int keep_checkpoints = -1;      // newest verified checkpoints vigild keeps; -1: site default, 0: all
   std::string label;              // scenario / study label
   std::string rules;              // early-signal rules (vigil/rules.hpp grammar), validated
   int effective_heartbeat(const SiteConfig& s) const;

@@ -257,6 +257,7 @@ int remote_init_post_opt(spank_t sp) {
                {"results", s.opts.results},
                {"protect", s.opts.protect}};
   if (s.opts.retries >= 0) opts["retries"] = s.opts.retries;
+  if (s.opts.keep_checkpoints >= 0) opts["keep"] = s.opts.keep_checkpoints;
   if (!s.opts.results_dir.empty()) opts["results_dir"] = s.opts.results_dir;
   if (!s.opts.rules.empty()) opts["rules"] = s.opts.rules;
   json attrs = {{"uid", uid}, {"gid", gid}, {"user", user}, {"options", opts}, {"hardware", hardware(sp)}};
@@ -269,6 +270,9 @@ int remote_init_post_opt(spank_t sp) {
   if (!s.site.munge_socket.empty()) spank_setenv(sp, "VIGIL_MUNGE_SOCKET", s.site.munge_socket.c_str(), 1);
   spank_setenv(sp, "VIGIL_JOB_ID", std::to_string(job).c_str(), 1);
   spank_setenv(sp, "VIGIL_RESTART_COUNT", std::to_string(rc).c_str(), 1);
+  // The signal this job's checkpoint requests arrive as (--vigil-checkpoint-signal),
+  // as a number: vigil_install_checkpoint_handler() listens for it (SDK API v3).
+  spank_setenv(sp, "VIGIL_CHECKPOINT_SIGNAL", std::to_string(s.opts.checkpoint_signal).c_str(), 1);
   if (rc > 0 && job_env(sp, "VIGIL_RESTART_FROM").empty()) restart_from(sp, s, job, rc);
   return 0;
 }

@@ -290,6 +290,10 @@ const char* event_type_name(EventType t) noexcept {
     case EventType::checkpoint_verified: return "checkpoint_verified";
     case EventType::recovery: return "recovery";
     case EventType::checkpoint_skipped: return "checkpoint_skipped";
+    case EventType::output: return "output";
+    case EventType::checkpoint_requested: return "checkpoint_requested";
+    case EventType::checkpoint_pruned: return "checkpoint_pruned";
+    case EventType::output_registered: return "output_registered";
   }
   return "unknown";
 }

@@ -33,7 +33,11 @@ Result<Config> parse_config(const std::string& text) {
                                               "reconcile_interval_s", "http_listen", "restart_grace_s",
                                               "max_events_per_s_per_session", "results_dir",
                                               "results_pattern", "stop_gather_timeout_s", "recovery",
-                                              "default_retries", "retry_backoff_s", "retry_backoff_max_s"};
+                                              "default_retries", "retry_backoff_s", "retry_backoff_max_s",
+                                              "checkpoint_before_end_s", "checkpoint_before_maintenance_s",
+                                              "checkpoint_on_preemption", "protect_fresh_s", "protect_wait_s",
+                                              "protect_min_time_limit_min", "checkpoint_keep",
+                                              "checkpoint_budget_mb_per_user"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -60,6 +64,14 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "default_retries") c.default_retries = v.as<int>();
       else if (key == "retry_backoff_s") c.retry_backoff_s = v.as<double>();
       else if (key == "retry_backoff_max_s") c.retry_backoff_max_s = v.as<double>();
+      else if (key == "checkpoint_before_end_s") c.checkpoint_before_end_s = v.as<int>();
+      else if (key == "checkpoint_before_maintenance_s") c.checkpoint_before_maintenance_s = v.as<int>();
+      else if (key == "checkpoint_on_preemption") c.checkpoint_on_preemption = v.as<bool>();
+      else if (key == "protect_fresh_s") c.protect_fresh_s = v.as<int>();
+      else if (key == "protect_wait_s") c.protect_wait_s = v.as<int>();
+      else if (key == "protect_min_time_limit_min") c.protect_min_time_limit_min = v.as<int>();
+      else if (key == "checkpoint_keep") c.checkpoint_keep = v.as<int>();
+      else if (key == "checkpoint_budget_mb_per_user") c.checkpoint_budget_mb_per_user = v.as<std::uint64_t>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -91,6 +103,16 @@ Result<Config> parse_config(const std::string& text) {
     return cfg_error("retry_backoff_s must be in [0, 3600] and retry_backoff_max_s in [retry_backoff_s, 86400]");
   if (c.stop_gather_timeout_s < 1 || c.stop_gather_timeout_s > 3600)
     return cfg_error("stop_gather_timeout_s must be in [1, 3600]");
+  auto in_range = [](int v, int lo, int hi) { return v >= lo && v <= hi; };
+  if (!in_range(c.checkpoint_before_end_s, 0, 86400) || !in_range(c.checkpoint_before_maintenance_s, 0, 7 * 86400))
+    return cfg_error("checkpoint_before_end_s must be in [0, 86400] and checkpoint_before_maintenance_s in [0, 604800]");
+  if (!in_range(c.protect_fresh_s, 1, 7 * 86400) || !in_range(c.protect_wait_s, 1, 86400))
+    return cfg_error("protect_fresh_s must be in [1, 604800] and protect_wait_s in [1, 86400]");
+  if (!in_range(c.protect_min_time_limit_min, 0, 525600))
+    return cfg_error("protect_min_time_limit_min must be in [0, 525600] (minutes; 0: off)");
+  if (!in_range(c.checkpoint_keep, 0, 10000)) return cfg_error("checkpoint_keep must be in [0, 10000] (0: keep all)");
+  if (c.checkpoint_budget_mb_per_user > (1ull << 40))
+    return cfg_error("checkpoint_budget_mb_per_user must be at most 2^40 (0: no budget)");
   if (c.heartbeat_missed < 1 || c.heartbeat_missed > 10) return cfg_error("heartbeat_missed must be in [1, 10]");
   return c;
 }

@@ -42,6 +42,15 @@ struct Config {
   int default_retries = 3;                      // when the job gives no --vigil-retries
   double retry_backoff_s = 1.0;                 // first retry; doubles per retry
   double retry_backoff_max_s = 60.0;
+  // Checkpoint strategies and retention (ADR 0013).
+  int checkpoint_before_end_s = 300;            // ask before the time limit (at most half of it); 0: off
+  int checkpoint_before_maintenance_s = 600;    // ask before a MAINT reservation on the job's nodes; 0: off
+  bool checkpoint_on_preemption = true;         // ask as soon as slurmctld preempts the job
+  int protect_fresh_s = 900;                    // a verified checkpoint this young is "fresh"
+  int protect_wait_s = 120;                     // a protected job's time to checkpoint before maintenance
+  int protect_min_time_limit_min = 0;           // protect every job this long (0: only --vigil-protect)
+  int checkpoint_keep = 0;                      // keep each job's newest K verified checkpoints; 0: all
+  std::uint64_t checkpoint_budget_mb_per_user = 0;  // the user's checkpoints beyond this are pruned; 0: none
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

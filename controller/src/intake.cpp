@@ -17,11 +17,13 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "checkpoint_plan.hpp"
 #include "dump_writer.hpp"
 #include "ledger.hpp"
 #include "lifecycle.hpp"
 #include "queries.hpp"
 #include "recovery.hpp"
+#include "retention.hpp"
 #include "results.hpp"
 #include "vigil/client.hpp"
 #include "vigil/crypto.hpp"
@@ -94,7 +96,9 @@ struct Intake::Impl {
                   {"reconcile_rounds", counters.reconcile_rounds},
                   {"reconcile_errors", counters.reconcile_errors},
                   {"rules_fired", counters.rules_fired},
-                  {"stops", counters.stops}};
+                  {"stops", counters.stops},
+                  {"checkpoints_failed", counters.checkpoints_failed},
+                  {"outputs_duplicate", counters.outputs_duplicate}};
     if (dumps) {
       const auto d = dumps->stats();
       n.counters["result_records"] = d.records;
@@ -257,6 +261,8 @@ struct Intake::Impl {
   std::thread reconciler;
   std::condition_variable recon_cv;
   bool recon_stop = false;
+  std::vector<SlurmJob> view_running;               // under recon_mu
+  std::vector<SlurmReservation> view_reservations;  // under recon_mu
 
   void reconcile_loop() {
     std::unique_lock<std::mutex> lk(recon_mu);
@@ -271,9 +277,21 @@ struct Intake::Impl {
       } else {
         counters.reconcile_rounds++;
         if (r->changed) {
+          // Each changed answer is the whole table: its running jobs are the view
+          // the checkpoint strategies work from.
+          view_running.clear();
+          for (const SlurmJob& j : r->jobs)
+            if (j.state == "RUNNING") view_running.push_back(j);
           for (auto& j : r->jobs) recon_pending.push_back(std::move(j));
           recon_since = r->last_update;
         }
+      }
+      if (cfg.checkpoint_before_maintenance_s > 0) {
+        lk.unlock();
+        auto resv = slurm->load_reservations();
+        lk.lock();
+        if (resv) view_reservations = std::move(*resv);
+        else spdlog::warn("reservations: {}", resv.error().message);
       }
       recon_cv.wait_for(lk, std::chrono::seconds(cfg.reconcile_interval_s), [&] { return recon_stop; });
     }
@@ -420,6 +438,9 @@ struct Intake::Impl {
     bool loaded = false;
     bool dump = true;                  // --vigil-results=off: values stored, no file
     bool ended = false;
+    bool started = false;              // its start (and options) are known
+    bool protect = false;              // --vigil-protect
+    int keep = -1;                     // --vigil-keep-checkpoints; -1: the site's
     RuleWatch rules;
     DumpOwner owner;
   };
@@ -468,12 +489,15 @@ struct Intake::Impl {
   JobResults& job_results(std::uint32_t job) {
     JobResults& j = jobinfo[job];
     if (j.loaded) return j;
-    j.loaded = true;
     auto start = store.latest(job, EventType::job_start);
     if (!start) start = store.latest(job, EventType::step_start);
+    j.loaded = start.has_value();  // until a start is heard of, ask again next time
     if (start && start->event.attrs.contains("options") && start->event.attrs["options"].is_object()) {
       const json& o = start->event.attrs["options"];
+      j.started = true;
       if (o.contains("results") && o["results"].is_boolean()) j.dump = o["results"].get<bool>();
+      if (o.contains("protect") && o["protect"].is_boolean()) j.protect = o["protect"].get<bool>();
+      if (o.contains("keep") && o["keep"].is_number_integer()) j.keep = o["keep"].get<int>();
       if (o.contains("rules") && o["rules"].is_string()) {
         if (auto rules = parse_rules(o["rules"].get<std::string>())) j.rules = RuleWatch(std::move(*rules), clock());
         else spdlog::warn("job {}: ignoring its rules: {}", job, rules.error().message);
@@ -767,6 +791,12 @@ struct Intake::Impl {
     if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_verified))
       for (const StoredEvent& s : *evs)
         if (s.event.attrs.value("ok", false)) out.push_back(entry_from(s.event.attrs));
+    if (out.empty()) return out;
+    if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_pruned))
+      for (const StoredEvent& s : *evs) {
+        const std::string path = s.event.attrs.value("path", std::string()), sha = s.event.attrs.value("sha256", std::string());
+        std::erase_if(out, [&](const CheckpointEntry& c) { return c.path == path && c.sha256 == sha; });
+      }
     return out;
   }
 
@@ -780,6 +810,7 @@ struct Intake::Impl {
     c.sim_time = a.value("sim_t", 0.0);
     c.reported_ns = a.value("reported_ns", std::int64_t{0});
     c.restart = a.value("restart", std::uint32_t{0});
+    c.mtime_ns = a.value("mtime_ns", std::int64_t{0});
     return c;
   }
 
@@ -841,6 +872,16 @@ struct Intake::Impl {
   void tick_checkpoints() {
     const std::int64_t now = clock();
     for (DigestWorker::Done& d : digests.take_done()) {
+      if (d.kind == DigestWorker::Task::Kind::prune) {
+        if (d.name.empty()) pruned(d.job, d.entry, d.why, d.error.empty(), d.error, now);
+        else if (d.error.empty()) spdlog::info("job {}: output {}: duplicate copy {} removed", d.job, d.name, d.entry.path);
+        else spdlog::warn("job {}: output {}: duplicate copy not removed: {}", d.job, d.name, d.error);
+        continue;
+      }
+      if (d.kind == DigestWorker::Task::Kind::output) {
+        register_output(d, now);
+        continue;
+      }
       if (d.kind == DigestWorker::Task::Kind::ledger) {
         const bool ok = d.error.empty();
         json a = {{"by", "vigild"},        {"ok", ok},          {"path", d.entry.path},
@@ -852,8 +893,12 @@ struct Intake::Impl {
           spdlog::warn("job {}: checkpoint {} not verified: {}", d.job, d.entry.path, d.error);
         }
         ledger_of(d.job);  // loaded before the new entry is stored, so it is added once
+        if (ok) a["mtime_ns"] = d.entry.mtime_ns;
         record(d.job, EventType::checkpoint_verified, std::move(a), now);
-        if (ok) ledger[d.job].push_back(d.entry);
+        if (ok) {
+          ledger[d.job].push_back(d.entry);
+          run_retention(d.job, false, now);
+        }
         continue;
       }
       for (const auto& [c, why] : d.skipped) {
@@ -912,6 +957,10 @@ struct Intake::Impl {
         start->event.attrs["options"]["retries"].is_number_integer())
       in.job_retries = start->event.attrs["options"]["retries"].get<int>();
     in.has_checkpoint = !ledger_of(job).empty();
+    if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::recovery))
+      for (const StoredEvent& r : *evs)
+        if (r.event.attrs.value("planned", false) && r.event.attrs.value("action", std::string()) == "requeue")
+          in.planned_requeues++;
     RecoveryPolicy pol;
     pol.default_retries = cfg.default_retries;
     pol.backoff_base_s = cfg.retry_backoff_s;
@@ -1104,6 +1153,241 @@ struct Intake::Impl {
     std::erase_if(exclude_next, [&](const auto& kv) { return !excludes.count(kv.first); });
   }
 
+  // ------------------------------------------------------------------
+  // Checkpoint strategies, long-run protection, retention (ADR 0013).
+
+  CheckpointPlanner planner;
+  std::int64_t next_plan_ns = 0;
+
+  PlanConfig plan_config() const {
+    PlanConfig p;
+    p.before_end_s = cfg.checkpoint_before_end_s;
+    p.before_maintenance_s = cfg.checkpoint_before_maintenance_s;
+    p.on_preemption = cfg.checkpoint_on_preemption;
+    p.fresh_s = cfg.protect_fresh_s;
+    p.protect_wait_s = cfg.protect_wait_s;
+    p.protect_min_time_limit_min = cfg.protect_min_time_limit_min;
+    return p;
+  }
+
+  // Once a second: the running jobs (slurmctld's view) against the strategies.
+  void tick_plan() {
+    if (!slurm || cfg.reconcile_interval_s <= 0) return;
+    const std::int64_t now = clock();
+    if (now < next_plan_ns) return;
+    next_plan_ns = now + 1'000'000'000;
+    std::vector<SlurmJob> running;
+    std::vector<SlurmReservation> resv;
+    {
+      std::lock_guard<std::mutex> g(recon_mu);
+      running = view_running;
+      resv = view_reservations;
+    }
+    std::vector<PlanJob> jobs;
+    for (const SlurmJob& j : running) {
+      const JobResults& info = job_results(j.job);
+      if (!info.started || info.ended) continue;  // not (yet) a Vigil job: nothing to signal
+      PlanJob p;
+      p.job = j.job;
+      p.restart = j.restart;
+      p.nodes = j.node_names;
+      p.start_time = j.start_time;
+      p.end_time = j.end_time;
+      p.preempt_time = j.preempt_time;
+      p.time_limit_min = j.time_limit_min >= 0xfffffffeu ? 0 : j.time_limit_min;
+      p.protect = info.protect;
+      if (const auto& l = ledger_of(j.job); !l.empty()) p.last_verified = l.back().reported_ns / 1'000'000'000;
+      jobs.push_back(std::move(p));
+    }
+    std::vector<Maintenance> maint;
+    for (const SlurmReservation& r : resv)
+      if (r.maintenance) maint.push_back({r.name, r.start_time, r.end_time, r.node_names});
+    planner.configure(plan_config());
+    for (const PlanAction& a : planner.tick(static_cast<std::time_t>(now / 1'000'000'000), jobs, maint))
+      carry_out(a, now);
+  }
+
+  void carry_out(const PlanAction& a, std::int64_t now) {
+    switch (a.kind) {
+      case PlanAction::Kind::checkpoint: {
+        auto r = checkpoint_command(a.job, a.trigger);
+        json attrs = {{"by", "vigild"}, {"trigger", a.trigger}, {"reason", a.reason}, {"restart", a.restart}};
+        if (r) attrs["command"] = (*r)["command"];
+        else attrs["error"] = r.error().message;
+        spdlog::info("job {}: checkpoint asked ({}): {}{}", a.job, a.trigger, a.reason,
+                     r ? "" : " — " + r.error().message);
+        record(a.job, EventType::checkpoint_requested, std::move(attrs), now);
+        break;
+      }
+      case PlanAction::Kind::requeue: {
+        // A clean requeue: not a failure, so it does not spend the retry budget
+        // (consider_recovery counts `planned` requeues out).
+        decided[a.job] = a.restart;
+        json attrs = {{"by", "vigild"}, {"action", "requeue"}, {"planned", true}, {"trouble", a.trigger},
+                      {"restart", a.restart}, {"reason", a.reason}, {"delay_s", 0}};
+        if (const auto& l = ledger_of(a.job); !l.empty()) attrs["newest_checkpoint"] = l.back().path;
+        spdlog::warn("job {}: {}", a.job, a.reason);
+        record(a.job, EventType::recovery, std::move(attrs), now);
+        if (store.begin()) {
+          lifecycle(a.job, {LifecycleInput::Kind::requeued, "vigil: " + a.reason}, now);
+          if (!store.commit()) store.rollback();
+        }
+        requeues[a.job] = Requeue{now, {}, a.restart};
+        break;
+      }
+      case PlanAction::Kind::hold:
+        spdlog::warn("job {}: {}", a.job, a.reason);
+        record(a.job, EventType::recovery,
+               {{"by", "vigild"}, {"action", "hold"}, {"trouble", a.trigger}, {"restart", a.restart},
+                {"reason", a.reason}},
+               now);
+        break;
+    }
+  }
+
+  // After a verified checkpoint (or a failed write for want of space): delete
+  // what retention and the user's storage budget no longer keep. Deletions run
+  // on the digest worker with the user's file-system identity.
+  void run_retention(std::uint32_t job, bool disk_full, std::int64_t now) {
+    const JobResults& info = job_results(job);
+    const uid_t uid = info.owner.uid;
+    RetentionConfig rc;
+    rc.keep = cfg.checkpoint_keep;
+    rc.user_budget_bytes = cfg.checkpoint_budget_mb_per_user << 20;
+    std::vector<JobCheckpoints> mine;
+    auto add = [&](std::uint32_t j) {
+      const auto& l = ledger_of(j);
+      if (l.empty()) return;
+      // Out of space: keep only the newest of the job that could not write.
+      const int keep = disk_full && j == job ? 1 : job_results(j).keep;
+      mine.push_back({j, keep, l});
+    };
+    add(job);
+    if (rc.user_budget_bytes > 0 && uid != 0)
+      if (auto rows = store.jobs(uid, 10000))
+        for (const JobRow& r : *rows)
+          if (r.job != job) add(r.job);
+    if (rc.keep == 0 && rc.user_budget_bytes == 0 && info.keep < 0 && !disk_full) return;
+    const RetentionPlan plan = plan_retention(rc, mine);
+    if (plan.over_budget)
+      spdlog::warn("uid {}: checkpoints still over the budget ({} bytes): only newest ones are left", uid,
+                   plan.kept_bytes);
+    for (const Prune& p : plan.prune) {
+      const std::string reason = disk_full && p.job == job ? "disk full: " + p.reason : p.reason;
+      auto& l = ledger[p.job];
+      std::erase_if(l, [&](const CheckpointEntry& x) { return x.path == p.entry.path && x.sha256 == p.entry.sha256; });
+      if (!p.delete_file) {
+        pruned(p.job, p.entry, reason, false, "", now);
+        continue;
+      }
+      DigestWorker::Task t;
+      t.kind = DigestWorker::Task::Kind::prune;
+      t.token = next_token++;
+      t.job = p.job;
+      t.owner = job_results(p.job).owner.uid;
+      t.group = job_results(p.job).owner.gid;
+      t.entry = p.entry;
+      t.why = reason;
+      digests.submit(std::move(t));
+    }
+  }
+
+  // The simulation could not write a checkpoint (vigil_report_checkpoint_failed):
+  // the report is on the timeline; the job goes on. Out of space, the job's
+  // older verified checkpoints are pruned so the next one has room.
+  void checkpoint_failed(const Event& e, std::int64_t now) {
+    const int err = e.attrs.value("errno", 0);
+    counters.checkpoints_failed++;
+    spdlog::warn("job {}: checkpoint {} at step {} could not be written: {}", e.job,
+                 e.attrs.value("path", std::string("?")), e.attrs.value("step", std::int64_t{-1}),
+                 e.attrs.value("error", std::string("?")));
+    if (err == ENOSPC || err == EDQUOT) run_retention(e.job, true, now);
+  }
+
+  void pruned(std::uint32_t job, const CheckpointEntry& c, const std::string& why, bool deleted,
+              const std::string& error, std::int64_t now) {
+    json a = {{"by", "vigild"}, {"path", c.path}, {"sha256", c.sha256}, {"step", c.step},
+              {"bytes", c.bytes}, {"reason", why}, {"deleted", deleted}};
+    if (!error.empty()) a["error"] = error;
+    if (error.empty()) spdlog::info("job {}: checkpoint {} pruned: {}", job, c.path, why);
+    else spdlog::warn("job {}: checkpoint {} not deleted: {}", job, c.path, error);
+    record(job, EventType::checkpoint_pruned, std::move(a), now);
+  }
+
+  // ------------------------------------------------------------------
+  // The registry of final outputs (ADR 0013): one record per (job, name)
+  // and content. A retried job that writes an output again with the same
+  // bytes adds no record; a second copy of it under another path is removed
+  // (with the user's identity, as retention does).
+
+  struct Registered {
+    std::string path, sha256;
+  };
+  std::unordered_map<std::uint32_t, std::map<std::string, Registered>> outputs;  // job -> name -> newest
+
+  std::map<std::string, Registered>& outputs_of(std::uint32_t job) {
+    auto it = outputs.find(job);
+    if (it != outputs.end()) return it->second;
+    auto& m = outputs[job];
+    if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::output_registered))
+      for (const StoredEvent& s : *evs)
+        if (s.event.attrs.value("ok", false))
+          m[s.event.attrs.value("name", std::string())] = {s.event.attrs.value("path", std::string()),
+                                                           s.event.attrs.value("sha256", std::string())};
+    return m;
+  }
+
+  void output_add(const Event& e) {
+    DigestWorker::Task t;
+    t.kind = DigestWorker::Task::Kind::output;
+    t.token = next_token++;
+    t.job = e.job;
+    t.owner = job_results(e.job).owner.uid;
+    t.entry.path = e.attrs.value("path", std::string());
+    t.entry.step = e.attrs.value("step", std::int64_t{0});
+    t.entry.node = e.node;
+    t.entry.restart = e.restart;
+    t.entry.reported_ns = e.ts_ns;
+    t.name = e.attrs.value("name", std::string());
+    if (t.name.empty()) t.name = t.entry.path;
+    digests.submit(std::move(t));
+  }
+
+  void register_output(const DigestWorker::Done& d, std::int64_t now) {
+    auto& reg = outputs_of(d.job);
+    json a = {{"by", "vigild"}, {"name", d.name},   {"path", d.entry.path}, {"step", d.entry.step},
+              {"node", d.entry.node}, {"restart", d.entry.restart}, {"ok", d.error.empty()}};
+    if (!d.error.empty()) {
+      a["error"] = d.error;
+      spdlog::warn("job {}: output {} not registered: {}", d.job, d.name, d.error);
+      return record(d.job, EventType::output_registered, std::move(a), now);
+    }
+    auto it = reg.find(d.name);
+    if (it != reg.end() && it->second.sha256 == d.entry.sha256) {
+      counters.outputs_duplicate++;
+      spdlog::info("job {}: output {} (restart {}) is already registered with the same content", d.job, d.name,
+                   d.entry.restart);
+      if (d.entry.path != it->second.path) {
+        DigestWorker::Task t;
+        t.kind = DigestWorker::Task::Kind::prune;
+        t.token = next_token++;
+        t.job = d.job;
+        t.owner = job_results(d.job).owner.uid;
+        t.group = job_results(d.job).owner.gid;
+        t.entry = d.entry;
+        t.name = d.name;
+        t.why = "duplicate of " + it->second.path;
+        digests.submit(std::move(t));
+      }
+      return;
+    }
+    a["sha256"] = d.entry.sha256;
+    a["bytes"] = d.entry.bytes;
+    if (it != reg.end()) a["supersedes"] = it->second.sha256;  // same name, new content: a real change
+    reg[d.name] = {d.entry.path, d.entry.sha256};
+    record(d.job, EventType::output_registered, std::move(a), now);
+  }
+
   void reject(const std::string& reason) { counters.rejected[reason]++; }
 
   void send(const std::string& rid, const std::string& frame) {
@@ -1196,7 +1480,7 @@ struct Intake::Impl {
     if (is_controller_event(e.type))
       return make_error(Errc::denied, std::string("only vigild reports ") + event_type_name(e.type));
     if (s.uid == 0) return std::nullopt;
-    if (e.type != EventType::result && e.type != EventType::checkpoint)
+    if (e.type != EventType::result && e.type != EventType::checkpoint && e.type != EventType::output)
       return make_error(Errc::denied, std::string("only Slurm's processes may report ") + event_type_name(e.type));
     auto owner = store.job_owner(e.job);
     if (!owner) return make_error(Errc::denied, "job " + std::to_string(e.job) + " is unknown to vigild");
@@ -1270,10 +1554,15 @@ struct Intake::Impl {
         if (e.type == EventType::result) {
           on_result(e, store.last_insert_seq(), now);
         } else if (e.type == EventType::checkpoint) {
-          on_checkpoint(e, now);
-          ledger_add(e);
+          if (e.attrs.value("failed", false)) {
+            checkpoint_failed(e, now);
+          } else {
+            on_checkpoint(e, now);
+            ledger_add(e);
+          }
         }
         else if (e.type == EventType::checkpoint_signal) on_signal_delivered(e, now);
+        else if (e.type == EventType::output) output_add(e);
       } else {
         pa.ack.duplicates++;
       }
@@ -1344,8 +1633,16 @@ struct Intake::Impl {
     const auto job = req["job"].get<std::uint32_t>();
     if (!who.admin && store.job_owner(job) != who.uid)
       return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours");
+    auto out = checkpoint_command(job, "request");
+    if (out) spdlog::info("job {}: checkpoint requested by uid {} (command {})", job, who.uid, (*out)["command"].dump());
+    return out;
+  }
+
+  // Ask every running step of the job (not the batch shell) to checkpoint: the
+  // plugin delivers the job's checkpoint signal with `reason`.
+  Result<json> checkpoint_command(std::uint32_t job, const std::string& reason) {
     PendingCommand c;
-    c.cmd = {next_command_id++, "checkpoint", "request"};
+    c.cmd = {next_command_id++, "checkpoint", reason};
     c.job = job;
     c.created_ns = clock();
     for (const StepKey& k : monitor.steps_of(job))
@@ -1354,7 +1651,6 @@ struct Intake::Impl {
       return make_error(Errc::unavailable, "job " + std::to_string(job) + " has no running step to signal");
     json targets = json::array();
     for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
-    spdlog::info("job {}: checkpoint requested by uid {} (command {}, {} steps)", job, who.uid, c.cmd.id, c.targets.size());
     json out = {{"command", c.cmd.id}, {"targets", targets}};
     commands.push_back(std::move(c));
     return out;
@@ -1480,6 +1776,7 @@ void Intake::run(const std::atomic<bool>& stop) {
       p_->tick_results();
       p_->tick_checkpoints();
       p_->tick_recovery();
+      p_->tick_plan();
       p_->publish();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;

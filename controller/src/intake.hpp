@@ -35,7 +35,7 @@ struct IntakeCounters {
   std::atomic<std::uint64_t> frames{0}, events_stored{0}, events_duplicate{0}, sessions_opened{0}, commits{0};
   std::atomic<std::uint64_t> nodes_lost{0}, steps_silent{0}, drains{0}, drain_failures{0};
   std::atomic<std::uint64_t> transitions{0}, reconcile_rounds{0}, reconcile_errors{0};
-  std::atomic<std::uint64_t> rules_fired{0}, stops{0};
+  std::atomic<std::uint64_t> rules_fired{0}, stops{0}, checkpoints_failed{0}, outputs_duplicate{0};
   std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
 };
 

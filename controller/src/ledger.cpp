@@ -1,7 +1,9 @@
 // ledger.cpp — see ledger.hpp.
 #include "ledger.hpp"
 
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -67,7 +69,7 @@ void DigestWorker::run() {
 namespace {
 // vigild runs as root: it digests only regular files of the job's own user, so
 // a job cannot learn the size or digest of a file it could not read itself.
-FileDigest digest_as(const std::string& path, uid_t owner) {
+FileDigest digest_as(const std::string& path, uid_t owner, std::int64_t* mtime_ns = nullptr) {
   FileDigest d;
   struct stat st {};
   if (path.empty() || path.front() != '/') {
@@ -80,8 +82,31 @@ FileDigest digest_as(const std::string& path, uid_t owner) {
     d.error = path + ": not owned by the job's user";
   } else {
     d = sha256_file(path);
+    if (mtime_ns) *mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   }
   return d;
+}
+
+// Retention deletes a checkpoint with the job user's file-system identity
+// (setfsuid is per thread on Linux): the kernel then lets vigild delete only
+// what the user could delete. Before that, the file must still be the one that
+// was verified: a regular file of the user with the recorded size and mtime.
+std::string prune_as(const CheckpointEntry& e, uid_t uid, gid_t gid) {
+  struct stat st {};
+  if (e.path.empty() || e.path.front() != '/') return e.path + ": not an absolute path";
+  if (lstat(e.path.c_str(), &st) != 0) return errno == ENOENT ? std::string() : e.path + ": " + std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return e.path + ": not a regular file";
+  if (uid == 0 || st.st_uid != uid) return e.path + ": not owned by the job's user";
+  const std::int64_t mtime = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  if (static_cast<std::uint64_t>(st.st_size) != e.bytes || (e.mtime_ns != 0 && mtime != e.mtime_ns))
+    return e.path + ": changed since it was verified";
+  const int old_gid = setfsgid(gid), old_uid = setfsuid(uid);
+  std::string err;
+  if (setfsuid(uid) != static_cast<int>(uid)) err = e.path + ": could not take the user's identity";
+  else if (unlink(e.path.c_str()) != 0 && errno != ENOENT) err = e.path + ": " + std::strerror(errno);
+  setfsuid(old_uid);
+  setfsgid(old_gid);
+  return err;
 }
 }  // namespace
 
@@ -91,9 +116,14 @@ DigestWorker::Done DigestWorker::work(Task& t) {
   d.kind = t.kind;
   d.token = t.token;
   d.job = t.job;
-  if (t.kind == Task::Kind::ledger) {
+  d.name = std::move(t.name);
+  if (t.kind == Task::Kind::prune) {
     d.entry = std::move(t.entry);
-    const FileDigest fd = digest_as(d.entry.path, t.owner);
+    d.why = std::move(t.why);
+    d.error = prune_as(d.entry, t.owner, t.group);
+  } else if (t.kind == Task::Kind::ledger || t.kind == Task::Kind::output) {
+    d.entry = std::move(t.entry);
+    const FileDigest fd = digest_as(d.entry.path, t.owner, &d.entry.mtime_ns);
     if (fd.error.empty()) {
       d.entry.bytes = fd.bytes;
       d.entry.sha256 = fd.sha256;

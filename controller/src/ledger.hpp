@@ -26,19 +26,25 @@ struct CheckpointEntry {
   std::string path, sha256, node;
   std::uint64_t bytes = 0;
   std::int64_t step = 0, reported_ns = 0;
+  std::int64_t mtime_ns = 0;  // when digested: a file changed since then is not pruned
   double sim_time = 0;
   std::uint32_t restart = 0;
 };
 
 class DigestWorker {
  public:
-  // A new checkpoint to digest (kind ledger), or a restart to choose a
-  // checkpoint for (kind choose: candidates newest first, verified in order).
+  // A new checkpoint to digest (kind ledger), a restart to choose a
+  // checkpoint for (kind choose: candidates newest first, verified in order),
+  // a checkpoint (or duplicate output) to delete (kind prune: retention, ADR
+  // 0013), or a final output to digest for the registry (kind output).
   struct Task {
-    enum class Kind { ledger, choose } kind = Kind::ledger;
+    enum class Kind { ledger, choose, prune, output } kind = Kind::ledger;
     std::uint64_t token = 0;
     std::uint32_t job = 0;
     uid_t owner = 0;                         // the job's user: only their files are digested
+    gid_t group = 0;                         // prune: deleted with the user's fsuid/fsgid
+    std::string why;                         // prune: the retention reason
+    std::string name;                        // output: its registry name; prune: a duplicate output's
     CheckpointEntry entry;                   // ledger: what was reported
     std::vector<CheckpointEntry> candidates;  // choose
   };
@@ -47,7 +53,9 @@ class DigestWorker {
     std::uint64_t token = 0;
     std::uint32_t job = 0;
     CheckpointEntry entry;          // ledger: with bytes and sha256 filled in
-    std::string error;              // ledger: why it could not be digested
+    std::string error;              // ledger: why it could not be digested; prune: not deleted
+    std::string why;                // prune: the retention reason
+    std::string name;               // output (and a duplicate output's prune)
     std::optional<CheckpointEntry> chosen;                        // choose
     std::vector<std::pair<CheckpointEntry, std::string>> skipped;  // choose: entry, why
     double seconds = 0;             // time spent digesting

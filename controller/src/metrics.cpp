@@ -45,6 +45,8 @@ constexpr CounterDef kCounters[] = {
     {"vigil_reconcile_errors_total", "reconcile_errors", "Reconciliation rounds that failed (slurmctld unreachable)."},
     {"vigil_rules_fired_total", "rules_fired", "Early-signal rules that matched a result value."},
     {"vigil_stops_total", "stops", "Jobs stopped (and gathered) by Vigil."},
+    {"vigil_outputs_duplicate_total", "outputs_duplicate", "Outputs reported again with content already registered (not recorded twice)."},
+    {"vigil_checkpoints_failed_total", "checkpoints_failed", "Checkpoint writes the simulation reported as failed (e.g. disk full)."},
     {"vigil_result_records_total", "result_records", "Result values written to HDF5 dumps."},
     {"vigil_result_refused_total", "result_refused", "Result values a dump refused (shape changed, too many segments)."},
     {"vigil_result_errors_total", "result_errors", "HDF5 dump write errors (the values stay in the store)."},

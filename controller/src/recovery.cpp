@@ -21,7 +21,7 @@ RecoveryDecision decide_recovery(const RecoveryPolicy& p, const RecoveryInput& i
   d.budget = std::max(0, in.job_retries.value_or(p.default_retries));
   if (in.decided_for_restart && *in.decided_for_restart >= in.restart) return d;  // this attempt is handled
   const std::string what = std::string(trouble_name(in.trouble)) + (in.node.empty() ? "" : " (" + in.node + ")");
-  const int retries_used = static_cast<int>(in.restart);
+  const int retries_used = static_cast<int>(in.restart - std::min(in.restart, in.planned_requeues));
   if (retries_used >= d.budget) {
     d.action = RecoveryDecision::Action::fail;
     d.reason = what + " in attempt " + std::to_string(d.attempt) + "; retry budget of " + std::to_string(d.budget) +

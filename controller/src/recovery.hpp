@@ -33,6 +33,7 @@ struct RecoveryInput {
   std::optional<int> job_retries;    // --vigil-retries
   std::optional<std::uint32_t> decided_for_restart;  // last attempt a decision was made for
   bool has_checkpoint = false;       // a verified checkpoint exists
+  std::uint32_t planned_requeues = 0;  // clean requeues (maintenance): not failures, not counted
 };
 
 struct RecoveryDecision {

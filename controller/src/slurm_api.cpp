@@ -2,6 +2,7 @@
 #include "slurm_api.hpp"
 
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 
 extern "C" {
@@ -32,6 +33,20 @@ const char* state_name(std::uint32_t base) {
     case JOB_OOM: return "OUT_OF_MEMORY";
     default: return "UNKNOWN";
   }
+}
+
+// "node[1-3],other" -> {"node1", "node2", "node3", "other"}.
+std::vector<std::string> expand_hostlist(const char* list) {
+  std::vector<std::string> out;
+  if (!list || !*list) return out;
+  hostlist_t hl = slurm_hostlist_create(list);
+  if (!hl) return out;
+  while (char* h = slurm_hostlist_shift(hl)) {
+    out.emplace_back(h);
+    free(h);
+  }
+  slurm_hostlist_destroy(hl);
+  return out;
 }
 
 }  // namespace
@@ -122,6 +137,12 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
     sj.restart = j.restart_cnt;
     sj.exit_code = static_cast<std::int32_t>(j.exit_code);
     if (j.nodes) sj.nodes = j.nodes;
+    if ((j.job_state & JOB_STATE_BASE) == JOB_RUNNING) {
+      sj.node_names = expand_hostlist(j.nodes);
+      sj.start_time = j.start_time;
+      sj.end_time = j.end_time;
+      sj.preempt_time = j.preempt_time;
+    }
     if (j.name) sj.name = j.name;
     if (j.account) sj.account = j.account;
     if (j.partition) sj.partition = j.partition;
@@ -135,6 +156,25 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
     out.jobs.push_back(std::move(sj));
   }
   slurm_free_job_info_msg(msg);
+  return out;
+}
+
+Result<std::vector<SlurmReservation>> LibSlurmControl::load_reservations() {
+  reserve_info_msg_t* msg = nullptr;
+  if (slurm_load_reservations(0, &msg) != SLURM_SUCCESS)
+    return make_error(Errc::unavailable, std::string("slurm_load_reservations: ") + slurm_strerror(slurm_get_errno()));
+  std::vector<SlurmReservation> out;
+  for (std::uint32_t i = 0; i < msg->record_count; ++i) {
+    const reserve_info_t& r = msg->reservation_array[i];
+    SlurmReservation sr;
+    if (r.name) sr.name = r.name;
+    sr.start_time = r.start_time;
+    sr.end_time = r.end_time;
+    sr.maintenance = (r.flags & RESERVE_FLAG_MAINT) != 0;
+    if (r.node_list && std::string(r.node_list) != "ALL") sr.node_names = expand_hostlist(r.node_list);
+    out.push_back(std::move(sr));
+  }
+  slurm_free_reservation_info_msg(msg);
   return out;
 }
 

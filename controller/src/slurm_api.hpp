@@ -23,6 +23,9 @@ struct SlurmJob {
   std::uint32_t restart = 0;
   std::int32_t exit_code = 0;  // wait() status of the batch script
   std::string nodes;
+  std::vector<std::string> node_names;  // `nodes` expanded
+  std::time_t start_time = 0, end_time = 0;  // running: when it started and when its time limit ends
+  std::time_t preempt_time = 0;              // slurmctld began preempting it (0: no)
   // What was asked for at submission (for the job's `submit` event).
   std::string name, account, partition, tres_req;
   std::uint32_t req_nodes = 0, req_cpus = 0, req_tasks = 0, time_limit_min = 0;
@@ -34,6 +37,14 @@ struct SlurmJobs {
   bool changed = true;        // false: nothing changed since `since` (cheap answer)
   std::time_t last_update = 0;
   std::vector<SlurmJob> jobs;
+};
+
+// A reservation as slurmctld describes it (the subset checkpoint strategies need).
+struct SlurmReservation {
+  std::string name;
+  std::time_t start_time = 0, end_time = 0;
+  bool maintenance = false;              // flag MAINT
+  std::vector<std::string> node_names;   // empty: ALL nodes
 };
 
 class SlurmControl {
@@ -53,6 +64,8 @@ class SlurmControl {
   virtual Status requeue_job(std::uint32_t job) = 0;
   // ... and make it eligible now (Slurm delays a requeued job by cred_expire).
   virtual Status exclude_nodes(std::uint32_t job, const std::string& nodes) = 0;
+  // Every reservation (checkpoints before maintenance, ADR 0013).
+  virtual Result<std::vector<SlurmReservation>> load_reservations() = 0;
 };
 
 // The real one: libslurm, configured by SLURM_CONF or the default slurm.conf.
@@ -65,6 +78,7 @@ class LibSlurmControl : public SlurmControl {
   Status down_node(const std::string& node, const std::string& reason) override;
   Status requeue_job(std::uint32_t job) override;
   Status exclude_nodes(std::uint32_t job, const std::string& nodes) override;
+  Result<std::vector<SlurmReservation>> load_reservations() override;
 };
 
 }  // namespace vigil::controller

@@ -13,8 +13,11 @@
 // -ffp-contract=off so no fused multiply-add changes a rounding).
 //
 // Checkpoints (every --checkpoint-every steps, and at the next step boundary after
-// SIGUSR1) are DIR/heat2d-<step>.ckpt, written atomically (temporary file, fsync,
-// rename, fsync of the directory). Format, shared with heat2d.py and --out:
+// Vigil's checkpoint signal: $VIGIL_CHECKPOINT_SIGNAL, default SIGUSR1, handled by
+// the SDK) are DIR/heat2d-<step>.ckpt, written atomically (temporary file, fsync,
+// rename, fsync of the directory). A checkpoint that cannot be written (a full
+// disk, ...) is removed, reported to Vigil as failed, and the run goes on.
+// Format, shared with heat2d.py and --out:
 //     bytes 0..7   magic "VGHEAT1\0"
 //     bytes 8..15  N     (int64, little-endian)
 //     bytes 16..23 step  (int64, little-endian)
@@ -34,7 +37,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -61,16 +63,12 @@ constexpr char kMagic[8] = {'V', 'G', 'H', 'E', 'A', 'T', '1', '\0'};
 constexpr std::size_t kHeaderBytes = 24;
 constexpr double kAlpha = 1.0;
 
-// Set by the SIGUSR1 handler, handled at the next step boundary.
-volatile std::sig_atomic_t g_checkpoint_requested = 0;
-extern "C" void on_sigusr1(int) { g_checkpoint_requested = 1; }
-
 struct Options {
   std::int64_t n = 64;
   std::int64_t steps = 500;
   std::int64_t emit_every = 10;
   std::int64_t snapshot_every = 100;
-  std::int64_t checkpoint_every = 0;  // 0: only on SIGUSR1
+  std::int64_t checkpoint_every = 0;  // 0: only on the checkpoint signal
   std::string checkpoint_dir = ".";
   std::int64_t sleep_ms = 0;
   std::int64_t nan_at = -1;  // -1: never
@@ -88,7 +86,8 @@ void usage(std::FILE* to) {
       "  --steps S            run until step S (default 500)\n"
       "  --emit-every E       emit total_heat, max_temp, residual, center_temp every E steps (10; 0: never)\n"
       "  --snapshot-every K   emit the field as the 2-D array 'temperature' every K steps (100; 0: never)\n"
-      "  --checkpoint-every C write DIR/heat2d-<step>.ckpt every C steps (0: only on SIGUSR1)\n"
+      "  --checkpoint-every C write DIR/heat2d-<step>.ckpt every C steps (0: only on the\n"
+      "                       checkpoint signal, $VIGIL_CHECKPOINT_SIGNAL or SIGUSR1)\n"
       "  --checkpoint-dir DIR where checkpoints are written and looked for on start (default .)\n"
       "  --sleep-ms MS        sleep MS milliseconds after every step (default 0)\n"
       "  --nan-at STEP        make the field NaN at STEP (to test early signals)\n"
@@ -228,7 +227,8 @@ bool write_all(int fd, const void* data, std::size_t len) {
 
 // Writes `f` at `step` to `path` atomically: a reader (or a restart after a crash)
 // sees either the old state of `path` or the complete new file, never a part.
-bool write_state(const fs::path& path, const Field& f, std::int64_t step) {
+// Returns 0, or the errno of the call that failed (the temporary file is removed).
+int write_state(const fs::path& path, const Field& f, std::int64_t step) {
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -238,25 +238,29 @@ bool write_state(const fs::path& path, const Field& f, std::int64_t step) {
   put_i64(header + 8, f.n);
   put_i64(header + 16, step);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    std::fprintf(stderr, "heat2d: cannot write %s: %s\n", tmp.c_str(), std::strerror(errno));
-    return false;
+  if (fd < 0) return errno;
+  bool ok = write_all(fd, header, sizeof header) && write_all(fd, f.u.data(), f.u.size() * sizeof(double)) &&
+            ::fsync(fd) == 0;
+  int err = ok ? 0 : errno;
+  // close can report a deferred write error (NFS, quotas): then the file is not good either.
+  if (::close(fd) != 0 && ok) {
+    ok = false;
+    err = errno;
   }
-  const bool ok = write_all(fd, header, sizeof header) && write_all(fd, f.u.data(), f.u.size() * sizeof(double)) &&
-                  ::fsync(fd) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::fprintf(stderr, "heat2d: cannot write %s: %s\n", path.c_str(), std::strerror(ok ? errno : saved));
-    ::unlink(tmp.c_str());
-    return false;
+  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ok = false;
+    err = errno;
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());  // never leave a partial file behind
+    return err != 0 ? err : EIO;
   }
   // Make the rename itself durable.
   if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
-  return true;
+  return 0;
 }
 
 // Reads a checkpoint; on failure returns nullopt and says why in `why`.
@@ -382,11 +386,11 @@ int main(int argc, char** argv) {
     o.writer = false;
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = on_sigusr1;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGUSR1, &sa, nullptr);
+  // Vigil's checkpoint signal (the job's --vigil-checkpoint-signal, or SIGUSR1,
+  // also by hand) only sets a flag; the checkpoint is written at a step boundary.
+  if (const int rc = vs::install_checkpoint_handler(); rc < 0)
+    std::fprintf(stderr, "heat2d: cannot handle checkpoint signal %d (code %d); checkpoints only by %s\n",
+                 vs::checkpoint_signal(), rc, "--checkpoint-every");
 
   vs::Session vigil;  // flushes (at most 2 s) when main returns
   if (!o.stage.empty() && vs::set_stage(o.stage) < 0)
@@ -401,7 +405,8 @@ int main(int argc, char** argv) {
   Field next = u;  // boundary values carried over; interior overwritten every step
   double residual = 0.0;
   std::int64_t last_checkpoint = step;
-  WarnOnce emit_failed{"emit"}, array_failed{"emit_array (at most 65536 points)"}, report_failed{"report_checkpoint"};
+  WarnOnce emit_failed{"emit"}, array_failed{"emit_array (at most 65536 points)"}, report_failed{"report_checkpoint"},
+      report_failure_failed{"report_checkpoint_failed"};
 
   while (step < o.steps) {
     residual = step_once(u, next, r);
@@ -424,22 +429,31 @@ int main(int argc, char** argv) {
     if (o.snapshot_every > 0 && step % o.snapshot_every == 0)
       array_failed(vs::emit_array("temperature", u.u, {n, n}, step, t, "K"));
 
-    const bool asked = g_checkpoint_requested != 0;
-    if (asked) g_checkpoint_requested = 0;
+    const bool asked = vs::should_checkpoint();  // read every step, on every task: clears the request
     if (o.writer && (asked || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) && step != last_checkpoint) {
       // Reported with an absolute path: vigild records it for whoever restarts the job.
       std::error_code ec;
       fs::path path = checkpoint_path(o.checkpoint_dir, step);
       if (fs::path abs = fs::absolute(path, ec); !ec) path = abs;
-      if (write_state(path, u, step)) {
+      if (const int err = write_state(path, u, step); err == 0) {
         last_checkpoint = step;
         report_failed(vs::report_checkpoint(path.string(), step, t));
+      } else {
+        // A full disk must not cost the run: say so, tell Vigil, keep computing
+        // (the next checkpoint is tried as usual).
+        std::fprintf(stderr, "heat2d: cannot write checkpoint %s: %s; continuing\n", path.c_str(), std::strerror(err));
+        report_failure_failed(vs::report_checkpoint_failed(path.string(), step, err));
       }
     }
     if (o.sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.sleep_ms));
   }
 
-  if (!o.out.empty() && !write_state(o.out, u, step)) return 1;
+  if (!o.out.empty()) {
+    if (const int err = write_state(o.out, u, step); err != 0) {
+      std::fprintf(stderr, "heat2d: cannot write %s: %s\n", o.out.c_str(), std::strerror(err));
+      return 1;
+    }
+  }
   const Stats s = stats(u, h);
   std::printf("heat2d: steps=%lld total_heat=%.17g sha256=%s\n", static_cast<long long>(step), s.total_heat,
               sha256_hex(u.u).c_str());

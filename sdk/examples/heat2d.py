@@ -17,7 +17,11 @@ np.add.accumulate, which adds strictly left to right like the C++ loop (np.sum
 would use pairwise summation and differ in the last bits).
 
 Checkpoint / --out format (little-endian): b"VGHEAT1\\0", int64 N, int64 step,
-then N*N float64, row-major. Run with --help for the options.
+then N*N float64, row-major. Checkpoints are written every --checkpoint-every steps
+and at the next step after Vigil's checkpoint signal (vigil.install_checkpoint_handler:
+$VIGIL_CHECKPOINT_SIGNAL, default SIGUSR1); one that cannot be written (a full
+disk, ...) is removed, reported as failed, and the run goes on. Run with --help
+for the options.
 """
 import argparse
 import hashlib
@@ -37,15 +41,6 @@ HEADER = struct.Struct("<8sqq")
 ALPHA = 1.0
 CKPT_NAME = re.compile(r"heat2d-([0-9]{1,18})\.ckpt")
 
-_checkpoint_requested = False
-
-
-def _on_sigusr1(signum, frame):
-    # Only sets a flag; the checkpoint is written at the next step boundary.
-    global _checkpoint_requested
-    _checkpoint_requested = True
-
-
 def import_vigil():
     """The vigil module: from the source tree when run there, else installed; else a no-op stand-in."""
     in_tree = Path(__file__).resolve().parent.parent / "python"
@@ -56,9 +51,32 @@ def import_vigil():
         return vigil
     except ImportError:
         print("heat2d: the vigil Python module is not installed; running without Vigil", file=sys.stderr)
-        noop = lambda *args, **kwargs: None  # noqa: E731
-        return types.SimpleNamespace(set_stage=noop, emit=noop, emit_array=noop, report_checkpoint=noop,
-                                     finalize=noop, active=lambda: False)
+        return standalone_vigil()
+
+
+def standalone_vigil():
+    """A stand-in for the vigil module: reports nothing, but still checkpoints on the checkpoint signal."""
+    requested = []
+    text = os.environ.get("VIGIL_CHECKPOINT_SIGNAL", "")
+    sig = int(text) if re.fullmatch(r"[0-9]{1,2}", text) else int(signal.SIGUSR1)
+
+    def install_checkpoint_handler():
+        try:
+            signal.signal(sig, lambda signum, frame: requested.append(signum))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot handle checkpoint signal {sig}: {e}") from None
+
+    def should_checkpoint():
+        asked = bool(requested)
+        requested.clear()
+        return asked
+
+    noop = lambda *args, **kwargs: None  # noqa: E731
+    return types.SimpleNamespace(set_stage=noop, emit=noop, emit_array=noop, report_checkpoint=noop,
+                                 report_checkpoint_failed=noop, finalize=noop, active=lambda: False,
+                                 checkpoint_signal=lambda: sig,
+                                 install_checkpoint_handler=install_checkpoint_handler,
+                                 should_checkpoint=should_checkpoint)
 
 
 def parse_args(argv):
@@ -82,7 +100,8 @@ def parse_args(argv):
     p.add_argument("--snapshot-every", type=count(0), default=100, metavar="K",
                    help="emit the field 'temperature' every K steps (100)")
     p.add_argument("--checkpoint-every", type=count(0), default=0, metavar="C",
-                   help="checkpoint every C steps (0: only on SIGUSR1)")
+                   help="checkpoint every C steps (0: only on the checkpoint signal, "
+                        "$VIGIL_CHECKPOINT_SIGNAL or SIGUSR1)")
     p.add_argument("--checkpoint-dir", default=".", metavar="DIR", help="checkpoint directory (.)")
     p.add_argument("--sleep-ms", type=count(0), default=0, metavar="MS", help="sleep after every step")
     p.add_argument("--nan-at", type=count(1), default=-1, metavar="STEP", help="make the field NaN at STEP")
@@ -121,7 +140,10 @@ def stats(u, h):
 
 
 def write_state(path, u, step):
-    """Atomically: temporary file, fsync, rename, fsync of the directory."""
+    """Atomically: temporary file, fsync, rename, fsync of the directory.
+
+    Returns None, or the OSError that stopped it (the temporary file is removed).
+    """
     path = Path(path)
     d = path.parent
     tmp = d / f".{path.name}.tmp.{os.getpid()}"
@@ -142,14 +164,13 @@ def write_state(path, u, step):
             os.fsync(dfd)  # make the rename itself durable
         finally:
             os.close(dfd)
-        return True
+        return None
     except OSError as e:
-        print(f"heat2d: cannot write {path}: {e.strerror or e}", file=sys.stderr)
         try:
-            os.unlink(tmp)
+            os.unlink(tmp)  # never leave a partial file behind
         except OSError:
             pass
-        return False
+        return e
 
 
 def read_state(path, n):
@@ -208,6 +229,11 @@ def starting_state(o):
     return initial_field(o.n), 0
 
 
+def error_text(error):
+    """strerror's text, as heat2d.cpp prints it."""
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
 class WarnOnce:
     """A refused SDK call never stops the simulation: say so once per kind of call."""
 
@@ -230,8 +256,13 @@ def main(argv=None):
     writer = os.environ.get("SLURM_PROCID", "0") == "0"
     if not writer:
         o.emit_every = o.snapshot_every = o.checkpoint_every = 0
-    signal.signal(signal.SIGUSR1, _on_sigusr1)
     vigil = import_vigil()
+    # Vigil's checkpoint signal (the job's --vigil-checkpoint-signal, or SIGUSR1,
+    # also by hand) only sets a flag; the checkpoint is written at a step boundary.
+    try:
+        vigil.install_checkpoint_handler()
+    except ValueError as e:
+        print(f"heat2d: {e}; checkpoints only by --checkpoint-every", file=sys.stderr)
     if o.stage:
         try:
             vigil.set_stage(o.stage)
@@ -247,7 +278,7 @@ def main(argv=None):
     residual = 0.0
     last_checkpoint = step
     emit, emit_array, report = WarnOnce("emit"), WarnOnce("emit_array"), WarnOnce("report_checkpoint")
-    global _checkpoint_requested
+    report_failure = WarnOnce("report_checkpoint_failed")
 
     while step < o.steps:
         residual = step_once(u, r)
@@ -266,18 +297,26 @@ def main(argv=None):
         if o.snapshot_every > 0 and step % o.snapshot_every == 0:
             emit_array(vigil.emit_array, "temperature", u, step=step, sim_time=t, units="K")
 
-        asked, _checkpoint_requested = _checkpoint_requested, False
+        asked = vigil.should_checkpoint()  # read every step, on every task: clears the request
         if writer and (asked or (o.checkpoint_every > 0 and step % o.checkpoint_every == 0)) \
                 and step != last_checkpoint:
             path = os.path.abspath(os.path.join(o.checkpoint_dir, f"heat2d-{step}.ckpt"))
-            if write_state(path, u, step):
+            error = write_state(path, u, step)
+            if error is None:
                 last_checkpoint = step
                 report(vigil.report_checkpoint, path, step=step, sim_time=t)
+            else:
+                # A full disk must not cost the run: say so, tell Vigil, keep computing.
+                print(f"heat2d: cannot write checkpoint {path}: {error_text(error)}; continuing", file=sys.stderr)
+                report_failure(vigil.report_checkpoint_failed, path, step=step, error=error)
         if o.sleep_ms > 0:
             time.sleep(o.sleep_ms / 1000.0)
 
-    if o.out and not write_state(o.out, u, step):
-        return 1
+    if o.out:
+        error = write_state(o.out, u, step)
+        if error is not None:
+            print(f"heat2d: cannot write {o.out}: {error_text(error)}", file=sys.stderr)
+            return 1
     total = stats(u, h)[0]
     digest = hashlib.sha256(u.astype("<f8", copy=False).tobytes()).hexdigest()
     print(f"heat2d: steps={step} total_heat={total:.17g} sha256={digest}", flush=True)

@@ -288,6 +288,41 @@ json value_attrs(const char* kind, const char* name, std::int64_t step, double s
   return a;
 }
 
+bool valid_path(const char* path) { return path && *path && std::strlen(path) <= 4096; }
+
+// strerror_r is the GNU variant (returns the text) under _GNU_SOURCE, which g++
+// defines, and the XSI one (fills buf, returns 0) elsewhere: take either.
+[[maybe_unused]] const char* strerror_text(int rc, const char* buf) { return rc == 0 ? buf : "unknown error"; }
+[[maybe_unused]] const char* strerror_text(const char* text, const char*) { return text; }
+
+std::string error_text(int error_number) {
+  if (error_number == 0) return "unknown error";
+  char buf[256] = "";
+  return strerror_text(strerror_r(error_number, buf, sizeof buf), buf);
+}
+
+// Checkpoint requests (API v3). The handler only stores to a lock-free atomic,
+// which is async-signal-safe; vigil_should_checkpoint exchanges it back to 0.
+std::atomic<int> checkpoint_requested{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+void on_checkpoint_signal(int) { checkpoint_requested.store(1, std::memory_order_relaxed); }
+
+// VIGIL_CHECKPOINT_SIGNAL as the plugin writes it: plain decimal digits naming a
+// signal a process can catch. Anything else (unset, "USR2", " 12", "9") means
+// the default, so a bad value never leaves the simulation deaf to SIGUSR1.
+int checkpoint_signal_from_env() {
+  const char* v = std::getenv("VIGIL_CHECKPOINT_SIGNAL");
+  if (!v || !*v) return SIGUSR1;
+  int n = 0;
+  for (const char* c = v; *c; ++c) {
+    if (*c < '0' || *c > '9' || n >= NSIG) return SIGUSR1;  // n >= NSIG: stop before it can overflow
+    n = n * 10 + (*c - '0');
+  }
+  if (n < 1 || n >= NSIG || n == SIGKILL || n == SIGSTOP) return SIGUSR1;
+  return n;
+}
+
 }  // namespace
 
 extern "C" {
@@ -351,12 +386,57 @@ VIGIL_SDK_EXPORT int vigil_emit_array(const char* name, const double* data, int 
 }
 
 VIGIL_SDK_EXPORT int vigil_report_checkpoint(const char* path, int64_t step, double sim_time) {
-  if (!path || !*path || std::strlen(path) > 4096) return -1;
+  if (!valid_path(path)) return VIGIL_EINVAL;
   try {
     return sdk().emit(EventType::checkpoint, {{"path", path}, {"step", step}, {"sim_t", sim_time}});
   } catch (...) {
-    return -2;
+    return VIGIL_EINTERNAL;
   }
+}
+
+// The same event type as a written checkpoint, marked failed: vigild keeps one
+// timeline of checkpoint attempts, and `failed` tells it not to restart from this one.
+VIGIL_SDK_EXPORT int vigil_report_checkpoint_failed(const char* path, int64_t step, int error_number) {
+  if (!valid_path(path) || error_number < 0) return VIGIL_EINVAL;
+  try {
+    if (!sdk().init()) return 0;  // cheap no-op outside a job: no strerror, no JSON
+    return sdk().emit(EventType::checkpoint, {{"path", path},
+                                              {"step", step},
+                                              {"failed", true},
+                                              {"errno", error_number},
+                                              {"error", error_text(error_number)}});
+  } catch (...) {
+    return VIGIL_EINTERNAL;
+  }
+}
+
+// A final output for vigild's registry (ADR 0013): it digests the file and
+// records it once per (job, name, content).
+VIGIL_SDK_EXPORT int vigil_report_output(const char* path, const char* name, int64_t step) {
+  if (!valid_path(path) || (name && std::strlen(name) > 4096)) return VIGIL_EINVAL;
+  try {
+    if (!sdk().init()) return 0;
+    json attrs = {{"path", path}, {"step", step}};
+    if (name && *name) attrs["name"] = name;
+    return sdk().emit(EventType::output, std::move(attrs));
+  } catch (...) {
+    return VIGIL_EINTERNAL;
+  }
+}
+
+VIGIL_SDK_EXPORT int vigil_checkpoint_signal(void) { return checkpoint_signal_from_env(); }
+
+VIGIL_SDK_EXPORT int vigil_install_checkpoint_handler(void) {
+  struct sigaction sa {};
+  sa.sa_handler = on_checkpoint_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;  // a checkpoint request must not make the simulation's read() fail with EINTR
+  // Re-installing is harmless (same handler) and leaves a pending request set.
+  return ::sigaction(checkpoint_signal_from_env(), &sa, nullptr) == 0 ? 0 : VIGIL_EINVAL;
+}
+
+VIGIL_SDK_EXPORT int vigil_should_checkpoint(void) {
+  return checkpoint_requested.exchange(0, std::memory_order_relaxed) != 0 ? 1 : 0;
 }
 
 VIGIL_SDK_EXPORT void vigil_sdk_finalize(int timeout_ms) {

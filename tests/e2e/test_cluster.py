@@ -9,7 +9,7 @@ from pathlib import Path
 from vigil_cluster import CLUSTER, PLUGIN, Cluster
 
 OPTIONS = ["--vigil-heartbeat", "--vigil-checkpoint", "--vigil-checkpoint-signal", "--vigil-results",
-           "--vigil-results-dir", "--vigil-retries", "--vigil-protect", "--vigil-label"]
+           "--vigil-results-dir", "--vigil-retries", "--vigil-protect", "--vigil-label", "--vigil-keep-checkpoints"]
 
 
 def test_three_idle_nodes(cluster):

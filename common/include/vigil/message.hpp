@@ -54,10 +54,16 @@ enum class EventType : std::uint16_t {
   checkpoint_verified = 18,  // the ledger: a reported checkpoint's size and SHA-256
   recovery = 19,         // a retry-or-fail decision and its execution
   checkpoint_skipped = 20,   // at restart: a checkpoint that no longer matches its digest
+  // v3 (ADR 0013):
+  output = 21,               // SDK: a final output file the simulation has written
+  checkpoint_requested = 22, // vigild asked for a checkpoint (time limit, maintenance, preemption)
+  checkpoint_pruned = 23,    // retention: a verified checkpoint deleted (or forgotten)
+  output_registered = 24,    // the outputs registry: an output's digest, or a duplicate of one
 };
-inline constexpr std::uint16_t kMaxEventType = 20;
+inline constexpr std::uint16_t kMaxEventType = 24;
 inline constexpr bool is_controller_event(EventType t) {
-  return static_cast<std::uint16_t>(t) >= static_cast<std::uint16_t>(EventType::step_silent);
+  const auto v = static_cast<std::uint16_t>(t);
+  return v >= static_cast<std::uint16_t>(EventType::step_silent) && t != EventType::output;
 }
 const char* event_type_name(EventType t) noexcept;
 Result<EventType> event_type_from_name(std::string_view name);

@@ -29,7 +29,8 @@
 namespace vigil::sdk {
 
 // The API version this header was compiled against; api_version() is the one of
-// the library actually loaded (it may be newer, never older than 2 for this header).
+// the library actually loaded (it may be newer; the v3 functions below need a v3
+// library, the others a v2 one).
 inline constexpr int header_api_version = VIGIL_SDK_API_VERSION;
 
 namespace detail {
@@ -139,5 +140,29 @@ inline int report_checkpoint(std::string_view path, std::int64_t step, double si
   if (!p.ok || path.empty()) return VIGIL_EINVAL;
   return vigil_report_checkpoint(p.c_str(), step, sim_time);
 }
+
+// (v3) A checkpoint write that failed (remove the partial file first, then carry
+// on computing). `error_number` is the errno of the failed call, 0 if unknown.
+inline int report_checkpoint_failed(std::string_view path, std::int64_t step, int error_number) noexcept {
+  const detail::CString<detail::kMaxPath> p(path);
+  if (!p.ok || path.empty()) return VIGIL_EINVAL;
+  return vigil_report_checkpoint_failed(p.c_str(), step, error_number);
+}
+
+// (v3) A final output, registered once per name and content by vigild.
+inline int report_output(std::string_view path, std::string_view name = {}, std::int64_t step = 0) noexcept {
+  const detail::CString<detail::kMaxPath> p(path), n(name);
+  if (!p.ok || !n.ok || path.empty()) return VIGIL_EINVAL;
+  return vigil_report_output(p.c_str(), name.empty() ? nullptr : n.c_str(), step);
+}
+
+// (v3) Checkpoint requests: Vigil's checkpoint signal ($VIGIL_CHECKPOINT_SIGNAL,
+// default SIGUSR1) sets a flag that should_checkpoint() reads and clears.
+//   vigil::sdk::install_checkpoint_handler();   // once, early
+//   ... every step: if (vigil::sdk::should_checkpoint()) write_checkpoint();
+// Both work outside a Vigil job too.
+inline int checkpoint_signal() noexcept { return vigil_checkpoint_signal(); }
+inline int install_checkpoint_handler() noexcept { return vigil_install_checkpoint_handler(); }
+inline bool should_checkpoint() noexcept { return vigil_should_checkpoint() != 0; }
 
 }  // namespace vigil::sdk

@@ -1,15 +1,21 @@
 """vigil — report results and checkpoints from a Python simulation to Vigil.
 
-A thin ctypes binding of libvigil's C API (vigil/sdk.h, API v2)::
+A thin ctypes binding of libvigil's C API (vigil/sdk.h, API v3)::
 
     import vigil
+    vigil.install_checkpoint_handler()   # Vigil's checkpoint signal sets a flag
     vigil.set_stage("production")
     for step in range(1, n + 1):
         advance()
         vigil.emit("energy", energy, step=step, sim_time=t, units="J")
         if step % 100 == 0:
             vigil.emit_array("density", rho, step=step, sim_time=t)   # numpy array
-    vigil.report_checkpoint("/scratch/me/ckpt-0100.npz", step=100, sim_time=t)
+        if vigil.should_checkpoint():
+            try:
+                write_checkpoint(path)
+                vigil.report_checkpoint(path, step=step, sim_time=t)
+            except OSError as e:          # e.g. ENOSPC: report it and carry on
+                vigil.report_checkpoint_failed(path, step=step, error=e)
 
 Behaviour, in the order a simulation cares about:
 
@@ -25,11 +31,16 @@ Behaviour, in the order a simulation cares about:
   ignored (the value is lost, the simulation goes on).
 * ``finalize()`` is registered with atexit: what is queued is flushed (at most
   2 s) when the interpreter exits.
+* Checkpoint requests (``checkpoint_signal``, ``install_checkpoint_handler``,
+  ``should_checkpoint``) are plain Python, with the ``signal`` module: they work
+  without libvigil and outside a job, and the handler runs as Python's signal
+  handlers do, in the main thread between bytecodes.
 
 The library is looked for, first found wins: $VIGIL_SDK_LIB (a file, or a
 directory holding libvigil.so.1); ../../../build/sdk next to this file (a
 source checkout); ctypes.util.find_library("vigil"); "libvigil.so.1" through the
-dynamic loader's usual search. A library without the v2 API is passed over.
+dynamic loader's usual search. A library without the v2 API is passed over;
+with a v2 library, report_checkpoint_failed is a no-op.
 """
 
 import atexit
@@ -37,14 +48,17 @@ import ctypes
 import ctypes.util
 import os
 import re
+import signal
 
 __all__ = [
     "LIBRARY", "API_VERSION", "init", "api_version", "set_stage", "emit", "emit_array",
-    "report_checkpoint", "finalize", "active", "dropped",
+    "report_checkpoint", "report_checkpoint_failed", "report_output", "checkpoint_signal", "install_checkpoint_handler",
+    "should_checkpoint", "finalize", "active", "dropped",
 ]
 
 # The C API's constants (vigil/sdk.h).
-API_VERSION = 2
+API_VERSION = 3
+_MIN_API_VERSION = 2  # what this module needs; v3 functions are used when present
 MAX_NAME = 64
 MAX_DIMS = 4
 MAX_ARRAY_ELEMENTS = 65536
@@ -70,6 +84,11 @@ _SIGNATURES = {
     "vigil_sdk_active": (ctypes.c_int, []),
     "vigil_sdk_dropped": (ctypes.c_uint64, []),
 }
+# v3: bound when the library has them.
+_OPTIONAL_SIGNATURES = {
+    "vigil_report_checkpoint_failed": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_int64, ctypes.c_int]),
+    "vigil_report_output": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int64]),
+}
 
 
 def _candidates():
@@ -94,8 +113,12 @@ def _load():
             for name, (restype, argtypes) in _SIGNATURES.items():
                 fn = getattr(lib, name)  # AttributeError: an older (v1) library
                 fn.restype, fn.argtypes = restype, argtypes
-            if lib.vigil_sdk_api_version() < API_VERSION:
+            if lib.vigil_sdk_api_version() < _MIN_API_VERSION:
                 continue
+            for name, (restype, argtypes) in _OPTIONAL_SIGNATURES.items():
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.restype, fn.argtypes = restype, argtypes
         except (OSError, AttributeError):
             continue
         return lib, path
@@ -260,6 +283,99 @@ def report_checkpoint(path, step=0, sim_time=0.0):
     raw = _text("checkpoint path", path)
     rc = _lib.vigil_report_checkpoint(raw, _int64("step", step), _float("sim_time", sim_time))
     _check(rc, lambda: f"vigil: invalid checkpoint path {path!r}: 1..4096 bytes")
+
+
+def _errno_of(error):
+    """The errno a failed checkpoint write reports: an int, or an OSError's errno (0 if it has none)."""
+    if isinstance(error, OSError):
+        return error.errno if isinstance(error.errno, int) else 0
+    if isinstance(error, bool) or not isinstance(error, int):
+        raise TypeError(f"vigil: error must be an errno (int) or an OSError, not {type(error).__name__}")
+    if not 0 <= error < 2**31:
+        raise ValueError(f"vigil: error {error} is not an errno value (0 or a positive number)")
+    return error
+
+
+def report_checkpoint_failed(path, step=0, error=0):
+    """A checkpoint the simulation tried to write and could not (remove the partial file first).
+
+    `error` is the OSError that stopped the write, or its errno (0: unknown). Sent as a
+    checkpoint event marked failed, with the errno and its text.
+    """
+    if _lib is None:
+        return
+    raw = _text("checkpoint path", path)
+    number = _errno_of(error)
+    fn = getattr(_lib, "vigil_report_checkpoint_failed", None)
+    if fn is None:
+        return  # a v2 library: it cannot say so
+    rc = fn(raw, _int64("step", step), number)
+    _check(rc, lambda: f"vigil: invalid checkpoint path {path!r}: 1..4096 bytes")
+
+
+def report_output(path, name=None, step=0):
+    """A final output the simulation has written and closed: registered once per name and content."""
+    if _lib is None:
+        return
+    raw = _text("output path", path)
+    raw_name = None if name is None else _text("output name", name, required=False)
+    fn = getattr(_lib, "vigil_report_output", None)
+    if fn is None:
+        return  # a v2 library: it cannot say so
+    rc = fn(raw, raw_name, _int64("step", step))
+    _check(rc, lambda: f"vigil: invalid output path {path!r} or name {name!r}: 1..4096 bytes")
+
+
+# Checkpoint requests, in Python (not through libvigil's C handler, which would
+# bypass Python's own signal machinery). The handler counts requests; a reader
+# remembers the count it has seen, so a signal arriving while should_checkpoint()
+# runs is never lost (at worst it is answered on the next call).
+_requests = 0
+_requests_seen = 0
+
+
+def _on_checkpoint_signal(signum, frame):
+    global _requests
+    _requests += 1
+
+
+def checkpoint_signal():
+    """The signal Vigil sends to ask for a checkpoint: $VIGIL_CHECKPOINT_SIGNAL, else SIGUSR1.
+
+    The value must be plain decimal digits naming a catchable signal (as the plugin
+    writes it); anything else means SIGUSR1, exactly as libvigil reads it.
+    """
+    text = os.environ.get("VIGIL_CHECKPOINT_SIGNAL", "")
+    if re.fullmatch(r"[0-9]+", text):
+        digits = text.lstrip("0")
+        n = int(digits or "0") if len(digits) <= 3 else 0  # leading zeros are fine, as in C
+        if 1 <= n < signal.NSIG and n not in (signal.SIGKILL, signal.SIGSTOP):
+            return n
+    return int(signal.SIGUSR1)
+
+
+def install_checkpoint_handler():
+    """Make checkpoint_signal() set the flag should_checkpoint() reads; replaces any handler of it.
+
+    Call it once, from the main thread (Python only allows that); again is harmless.
+    Works outside a Vigil job and without libvigil. ValueError if the system
+    refuses the signal or this is not the main thread.
+    """
+    sig = checkpoint_signal()
+    try:
+        signal.signal(sig, _on_checkpoint_signal)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"vigil: cannot handle checkpoint signal {sig}: {e}") from None
+
+
+def should_checkpoint():
+    """True once per checkpoint request since the last call (several signals count as one)."""
+    global _requests_seen
+    seen = _requests
+    if seen == _requests_seen:
+        return False
+    _requests_seen = seen
+    return True
 
 
 def finalize(timeout_ms=2000):

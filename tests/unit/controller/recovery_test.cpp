@@ -67,5 +67,17 @@ TEST(Recovery, WithoutACheckpointItSaysSo) {
   EXPECT_NE(d.reason.find("from the start"), std::string::npos);
 }
 
+TEST(Recovery, PlannedRequeuesDoNotSpendTheBudget) {
+  RecoveryPolicy p;
+  RecoveryInput in;
+  in.job_retries = 1;
+  in.restart = 2;            // two clean requeues before maintenance, then a failure
+  in.planned_requeues = 2;
+  auto d = decide_recovery(p, in);
+  EXPECT_EQ(d.action, A::requeue) << d.reason;
+  in.restart = 3;            // the retry failed too: budget of 1 spent
+  EXPECT_EQ(decide_recovery(p, in).action, A::fail);
+}
+
 }  // namespace
 }  // namespace vigil::controller

@@ -50,8 +50,9 @@ def python_env(**extra):
     return env
 
 
-def run(cmd, env, cwd=None, timeout=60, check=True):
-    r = subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run(cmd, env, cwd=None, timeout=60, check=True, preexec_fn=None):
+    r = subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       preexec_fn=preexec_fn)
     if check and r.returncode != 0:
         pytest.fail(f"{cmd} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
@@ -76,8 +77,8 @@ class Heat2d:
     def env(self, **extra):
         return base_env(**extra) if self.kind == "cpp" else python_env(**extra)
 
-    def run(self, *args, cwd=None, env=None, timeout=60):
-        r = run(self.command(*args), env or self.env(), cwd=cwd, timeout=timeout)
+    def run(self, *args, cwd=None, env=None, timeout=60, preexec_fn=None):
+        r = run(self.command(*args), env or self.env(), cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
         return Result(r)
 
     def __repr__(self):

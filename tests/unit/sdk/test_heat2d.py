@@ -3,15 +3,19 @@
 Each test function runs as its own ctest test (tests/CMakeLists.txt); the
 parametrised ones cover both implementations within that one test.
 """
+import contextlib
 import os
+import resource
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from sdk_support import CPP, PY, Result
+from sdk_support import CPP, HEAT2D_PY, PY, Result, base_env
 
 BOTH = pytest.mark.parametrize("impl", [CPP, PY], ids=repr)
 
@@ -181,6 +185,137 @@ def test_with_vigild_unreachable_the_simulation_is_unaffected(tmp_path):
         for s in checkpoints(tmp_path / "ck"):
             os.unlink(tmp_path / "ck" / f"heat2d-{s}.ckpt")
         assert r.line == uninterrupted(impl, tmp_path, 100).line
+
+
+# --- Checkpoint requests by Vigil's configured signal, and failed checkpoint writes (SDK API v3) ---
+
+def caught_signals(pid):
+    """The signals process `pid` has a handler for (SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            mask = int(line.split()[1], 16)
+            return {s for s in range(1, 65) if mask >> (s - 1) & 1}
+    return set()
+
+
+def checkpoint_on_signal(command, env, sig, ck):
+    """Runs heat2d, sends `sig` once its handler is installed, waits for the end: (out, err)."""
+    proc = subprocess.Popen([str(a) for a in command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while sig not in caught_signals(proc.pid):  # before that, the signal would kill it
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.005)
+        assert signal.SIGUSR1 not in caught_signals(proc.pid), "SIGUSR1 should be left alone"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    return out, err
+
+
+@BOTH
+def test_configured_checkpoint_signal_is_honoured(impl, tmp_path):
+    """VIGIL_CHECKPOINT_SIGNAL=12 (the plugin's --vigil-checkpoint-signal=USR2): SIGUSR2 checkpoints."""
+    ck = tmp_path / "ck"
+    args = ["--steps", 300, "--checkpoint-every", 0, "--checkpoint-dir", ck]
+    out, err = checkpoint_on_signal(impl.command(*args, "--sleep-ms", 10), impl.env(VIGIL_CHECKPOINT_SIGNAL=12),
+                                    signal.SIGUSR2, ck)
+    assert len(checkpoints(ck)) == 1 and 0 < checkpoints(ck)[0] < 300, (checkpoints(ck), err)
+    reference = uninterrupted(impl, tmp_path, 300)
+    assert Result(subprocess.CompletedProcess(args, 0, out, err)).line == reference.line
+    again = impl.run(*args)
+    assert f"(step {checkpoints(ck)[0]})" in again.stderr and again.line == reference.line
+
+
+def test_heat2d_py_without_the_vigil_module_still_honours_the_checkpoint_signal(tmp_path):
+    """heat2d.py's stand-in for a missing `vigil` module handles the configured signal too."""
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "vigil.py").write_text("raise ImportError('hidden by the test')\n")
+    script = tmp_path / "heat2d.py"  # outside the source tree: no sdk/python next to it
+    shutil.copy(HEAT2D_PY, script)
+    ck = tmp_path / "ck"
+    env = base_env(PYTHONPATH=tmp_path / "hidden", VIGIL_CHECKPOINT_SIGNAL=12)
+    out, err = checkpoint_on_signal([sys.executable, script, "--steps", 300, "--sleep-ms", 10, "--checkpoint-dir", ck],
+                                    env, signal.SIGUSR2, ck)
+    assert "vigil Python module is not installed" in err, err
+    assert len(checkpoints(ck)) == 1, (checkpoints(ck), err)
+    assert Result(subprocess.CompletedProcess([], 0, out, err)).line == uninterrupted(PY, tmp_path, 300).line
+
+
+@contextlib.contextmanager
+def small_filesystem(d):
+    """A directory where checkpoint writes run out of space: (dir, preexec_fn, error text).
+
+    Tests run as root, so permissions stop nothing: a 64 KiB tmpfs (one 32 KiB
+    heat2d checkpoint fits, the next fails part-way with ENOSPC). Where mounting is
+    not allowed, RLIMIT_FSIZE instead: every checkpoint fails part-way with EFBIG.
+    """
+    d.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(d)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        def limit_file_size():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead
+        yield d, limit_file_size, os.strerror(27)  # EFBIG
+        return
+    try:
+        yield d, None, os.strerror(28)  # ENOSPC
+    finally:
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def failure_lines(stderr):
+    return [l for l in stderr.splitlines() if l.startswith("heat2d: cannot write checkpoint ")]
+
+
+def test_failed_checkpoint_writes_are_reported_and_the_run_goes_on(tmp_path):
+    """Out of space mid-write: the partial file is removed, one line per failure, same final field."""
+    reference = uninterrupted(CPP, tmp_path, 60).line
+    args = ["--steps", 60, "--checkpoint-every", 10]
+    lines = {}
+    with small_filesystem(tmp_path / "small") as (d, preexec_fn, error):
+        for impl in (CPP, PY):
+            for f in d.iterdir():
+                f.unlink()
+            r = impl.run(*args, "--checkpoint-dir", d, preexec_fn=preexec_fn)
+            assert r.line == reference, (impl, r.stderr)
+            lines[impl.kind] = failure_lines(r.stderr)
+            failed = {int(l.split("/heat2d-")[1].split(".ckpt")[0]) for l in lines[impl.kind]}
+            assert failed, (impl, r.stderr)
+            assert failed | set(checkpoints(d)) == {10, 20, 30, 40, 50, 60}, (impl, r.stderr)
+            assert not failed & set(checkpoints(d))
+            for line in lines[impl.kind]:
+                assert line.endswith(f": {error}; continuing"), line
+            assert [p.name for p in d.iterdir() if p.name.startswith(".")] == [], "partial file left behind"
+            # What was written is good: it resumes to the same end.
+            if checkpoints(d):
+                again = impl.run(*args, "--checkpoint-dir", d, preexec_fn=preexec_fn)
+                assert f"(step {max(checkpoints(d))})" in again.stderr and again.line == reference
+    assert lines["cpp"] == lines["py"]
+
+
+@BOTH
+def test_failed_checkpoints_inside_a_job_with_vigild_down(impl, tmp_path):
+    """The checkpoint directory cannot exist (under a regular file): every write fails with
+    ENOTDIR and is reported; the run ends normally, with the same field, in bounded time."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    d = blocker / "ck"
+    job = {"VIGIL_ENDPOINT": "tcp://127.0.0.1:9", "VIGIL_JOB_ID": "4242"}
+    start = time.monotonic()
+    r = impl.run("--steps", 30, "--checkpoint-every", 10, "--checkpoint-dir", d, env=impl.env(**job))
+    assert time.monotonic() - start < 15
+    assert failure_lines(r.stderr) == [f"heat2d: cannot write checkpoint {d}/heat2d-{s}.ckpt: {os.strerror(20)}; "
+                                       "continuing" for s in (10, 20, 30)], r.stderr
+    assert "vigil report_checkpoint_failed failed" not in r.stderr
+    assert r.line == uninterrupted(impl, tmp_path, 30).line
 
 
 def test_bad_options_are_usage_errors(tmp_path):

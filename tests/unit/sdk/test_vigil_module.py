@@ -31,6 +31,10 @@ def test_outside_a_job_every_call_is_a_no_op():
             vigil.emit_array("fortran", np.asfortranarray(np.ones((3, 5)))),
             vigil.emit_array("four_d", np.zeros((2, 2, 2, 2))),
             vigil.report_checkpoint("/tmp/ckpt-0002", step=2, sim_time=0.2),
+            vigil.report_checkpoint_failed("/tmp/ckpt-0003", step=3, error=28),
+            vigil.report_checkpoint_failed("/tmp/ckpt-0004", step=4, error=OSError(28, "No space left on device")),
+            vigil.report_checkpoint_failed("/tmp/ckpt-0005"),  # cause unknown
+            vigil.report_output("/tmp/result.h5", name="result", step=5),
             vigil.finalize(100),
             vigil.finalize(),  # twice is fine
         ]
@@ -38,10 +42,10 @@ def test_outside_a_job_every_call_is_a_no_op():
                "dropped": vigil.dropped(), "results": results}
     """)
     assert out["library"] == str(sdk_library())
-    assert out["api"] == 2
+    assert out["api"] == 3
     assert out["active"] is False
     assert out["dropped"] == 0
-    assert out["results"] == [None] * 12
+    assert out["results"] == [None] * 16
 
 
 def test_bad_arguments_raise_value_error():
@@ -65,6 +69,11 @@ def test_bad_arguments_raise_value_error():
             "value": lambda: vigil.emit("x", "not a number"),
             "step": lambda: vigil.emit("x", 1.0, step=2**63),
             "path": lambda: vigil.report_checkpoint(""),
+            "failed_path": lambda: vigil.report_checkpoint_failed("", step=1, error=28),
+            "failed_long_path": lambda: vigil.report_checkpoint_failed("p" * 4097, step=1, error=28),
+            "failed_errno": lambda: vigil.report_checkpoint_failed("/tmp/c", step=1, error=-28),
+            "failed_step": lambda: vigil.report_checkpoint_failed("/tmp/c", step="x", error=28),
+            "output_path": lambda: vigil.report_output(""),
         }
         out = {}
         for key, call in cases.items():
@@ -85,6 +94,9 @@ def test_bad_arguments_raise_value_error():
     assert "0 dimensions" in out["zero_d"]
     assert "65792 elements" in out["too_big"]
     assert "NUL" in out["nul"]
+    assert "invalid checkpoint path" in out["failed_path"] and "invalid checkpoint path" in out["failed_long_path"]
+    assert "not an errno" in out["failed_errno"]
+    assert "invalid output path" in out["output_path"]
 
 
 def test_a_valid_stage_then_an_invalid_one_keeps_working():
@@ -112,12 +124,19 @@ def test_without_the_library_every_call_is_a_no_op():
         out = {"library": vigil.LIBRARY, "active": vigil.active(), "dropped": vigil.dropped(),
                "api": vigil.api_version(),
                "calls": [vigil.init(), vigil.set_stage("s"), vigil.emit("a/b", 1.0),
-                         vigil.emit_array("x", [[1.0]]), vigil.report_checkpoint("/p", 1), vigil.finalize()]}
+                         vigil.emit_array("x", [[1.0]]), vigil.report_checkpoint("/p", 1),
+                         vigil.report_checkpoint_failed("/p", 1, error=28), vigil.finalize()]}
+        # Checkpoint requests are plain Python: they work without libvigil.
+        import signal
+        vigil.install_checkpoint_handler()
+        signal.raise_signal(signal.SIGUSR1)
+        out["checkpoint"] = [vigil.checkpoint_signal(), vigil.should_checkpoint(), vigil.should_checkpoint()]
         print(json.dumps(out))
     """
     r = python_code(textwrap.dedent(code))
     out = json.loads(r.stdout)
-    assert out == {"library": None, "active": False, "dropped": 0, "api": 0, "calls": [None] * 6}
+    assert out == {"library": None, "active": False, "dropped": 0, "api": 0, "calls": [None] * 7,
+                   "checkpoint": [10, True, False]}
 
 
 def test_library_search_order():
@@ -151,6 +170,113 @@ def test_inside_a_job_with_vigild_down_calls_return_and_exit_is_bounded():
     assert out["emit_s"] < 2.0, out
     assert out["total_s"] < 10.0, out
     assert out["dropped"] == 2001, out
+
+
+# --- v3: checkpoint requests and failed checkpoints ---
+
+SIGNAL_VALUES = [None, "12", "15", "012", "0012", "1", "64", "", "USR2", "SIGUSR2", " 12", "12 ", "+12", "-12",
+                 "0x0c", "1e1", "0", "00", "9", "19", "65", "99999999999999999999999", "\u0661\u0662"]
+
+
+def test_checkpoint_signal_is_read_exactly_as_libvigil_reads_it():
+    """Python parses VIGIL_CHECKPOINT_SIGNAL itself (it works without libvigil): it must agree with C."""
+    out = run_json(f"""
+        import ctypes, os
+        c = ctypes.CDLL(vigil.LIBRARY).vigil_checkpoint_signal
+        out = {{}}
+        for value in {SIGNAL_VALUES!r}:
+            if value is None:
+                os.environ.pop("VIGIL_CHECKPOINT_SIGNAL", None)
+            else:
+                os.environ["VIGIL_CHECKPOINT_SIGNAL"] = value
+            out[repr(value)] = [vigil.checkpoint_signal(), c()]
+    """)
+    for value, (py, c) in out.items():
+        assert py == c, f"{value}: Python {py}, libvigil {c}"
+    assert out["None"] == [10, 10] and out["'12'"] == [12, 12] and out["'0012'"] == [12, 12]
+    for invalid in ("''", "'USR2'", "' 12'", "'+12'", "'0'", "'9'", "'19'", "'65'", "'\u0661\u0662'"):
+        assert out[invalid] == [10, 10], invalid
+
+
+def test_checkpoint_handler_sees_each_request_once():
+    out = run_json("""
+        import signal, threading
+        out = {"signal": vigil.checkpoint_signal(), "before": vigil.should_checkpoint()}
+        vigil.install_checkpoint_handler()
+        vigil.install_checkpoint_handler()  # again: harmless
+        out["installed"] = signal.getsignal(signal.SIGUSR2) is not signal.SIG_DFL
+        out["idle"] = vigil.should_checkpoint()
+        signal.raise_signal(signal.SIGUSR2)  # runs the Python handler before it returns
+        out["once"] = [vigil.should_checkpoint(), vigil.should_checkpoint()]
+        signal.raise_signal(signal.SIGUSR2)
+        signal.raise_signal(signal.SIGUSR2)
+        out["twice"] = [vigil.should_checkpoint(), vigil.should_checkpoint()]
+        errors = []
+        def from_a_thread():
+            try:
+                vigil.install_checkpoint_handler()
+            except ValueError as e:
+                errors.append(str(e))
+        t = threading.Thread(target=from_a_thread)
+        t.start()
+        t.join()
+        out["thread"] = errors
+    """, VIGIL_CHECKPOINT_SIGNAL="12")
+    assert out["signal"] == 12 and out["before"] is False and out["installed"] is True
+    assert out["idle"] is False
+    assert out["once"] == [True, False]
+    assert out["twice"] == [True, False]
+    assert len(out["thread"]) == 1 and out["thread"][0].startswith("vigil: cannot handle checkpoint signal 12")
+
+
+def test_checkpoint_handler_defaults_to_sigusr1_and_refuses_what_the_system_refuses():
+    out = run_json("""
+        import signal
+        vigil.install_checkpoint_handler()
+        signal.raise_signal(signal.SIGUSR1)
+        out = {"signal": vigil.checkpoint_signal(), "seen": vigil.should_checkpoint()}
+    """, VIGIL_CHECKPOINT_SIGNAL="not a number")
+    assert out == {"signal": 10, "seen": True}
+    # 32: in the plugin's range, but glibc keeps it for its threads.
+    out = run_json("""
+        try:
+            vigil.install_checkpoint_handler()
+            out = "no error"
+        except ValueError as e:
+            out = str(e)
+    """, VIGIL_CHECKPOINT_SIGNAL="32")
+    assert out.startswith("vigil: cannot handle checkpoint signal 32"), out
+
+
+def test_report_checkpoint_failed_argument_types():
+    out = run_json("""
+        out = {}
+        for key, error in {"str": "ENOSPC", "float": 28.0, "bool": True, "none": None}.items():
+            try:
+                vigil.report_checkpoint_failed("/tmp/c", step=1, error=error)
+                out[key] = "no error"
+            except TypeError as e:
+                out[key] = str(e)
+        # An OSError without an errno is a failure of unknown cause.
+        out["no_errno"] = vigil.report_checkpoint_failed("/tmp/c", step=1, error=OSError("odd"))
+        out["pathlike"] = vigil.report_checkpoint_failed(__import__("pathlib").Path("/tmp/c"), 2, 5)
+    """)
+    assert out.pop("no_errno") is None and out.pop("pathlike") is None
+    for key, message in out.items():
+        assert message.startswith("vigil: error must be an errno"), f"{key}: {message}"
+
+
+def test_report_checkpoint_failed_inside_a_job_is_queued():
+    """In a job (vigild unreachable): each failure report is an event like any other, dropped at finalize."""
+    out = run_json("""
+        import errno
+        for step in (10, 20, 30):
+            vigil.report_checkpoint_failed(f"/scratch/ckpt-{step}", step=step,
+                                           error=OSError(errno.ENOSPC, "No space left on device"))
+        vigil.finalize(300)
+        out = {"active": vigil.active(), "dropped": vigil.dropped()}
+    """, VIGIL_ENDPOINT="tcp://127.0.0.1:9", VIGIL_JOB_ID="4242")
+    assert out == {"active": True, "dropped": 3}
 
 
 def test_every_test_is_registered_with_ctest():

@@ -68,6 +68,11 @@ TEST(Options, AcceptsGoodValues) {
   EXPECT_TRUE(apply_option(o, "retries", "5", site).ok());
   EXPECT_TRUE(apply_option(o, "protect", nullptr, site).ok());
   EXPECT_TRUE(apply_option(o, "label", "heat2d/run-7", site).ok());
+  EXPECT_TRUE(apply_option(o, "keep-checkpoints", "3", site).ok());
+  EXPECT_EQ(o.keep_checkpoints, 3);
+  auto bad = apply_option(o, "keep-checkpoints", "-1", site);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("--vigil-keep-checkpoints: invalid value '-1'"), std::string::npos);
   EXPECT_EQ(o.checkpoint_s, 1800);
   EXPECT_EQ(o.checkpoint_signal, SIGUSR2);
   EXPECT_FALSE(o.results);
