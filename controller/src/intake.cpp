@@ -782,6 +782,17 @@ struct Intake::Impl {
   std::map<std::uint32_t, Requeue> requeues;                     // decided, waiting for the backoff
   std::map<std::uint32_t, std::pair<std::string, std::int64_t>> excludes;  // job -> nodes, retry until
   std::map<std::uint32_t, std::int64_t> exclude_next;            // job -> next attempt
+  // When a requeued job may be made eligible again (its begin time reset).
+  // Slurm tells a running srun about one failed node only; with several lost
+  // at once, the failed attempt's srun on a surviving batch host waits
+  // KillWait + 2 s for the other dead nodes' tasks, then cancels "its" step —
+  // which by then would be the new attempt's step of the same id. So with
+  // more than one lost node and a live batch host, the release waits for that
+  // srun to be gone: its batch step ended (job_end) and KillWait + 3 s passed.
+  // Otherwise, and after vigild restarts, at once.
+  std::map<std::uint32_t, std::int64_t> release_at;
+  std::map<std::uint32_t, std::int64_t> release_after;  // job -> earliest, once job_end is in
+  int kill_wait_s = -1;                                  // slurm.conf KillWait, asked once
   std::map<std::uint32_t, std::uint32_t> decided;                // job -> restart count a decision covers
 
   const std::vector<CheckpointEntry>& ledger_of(std::uint32_t job) {
@@ -1083,6 +1094,18 @@ struct Intake::Impl {
            (e.type == EventType::job_end || e.type == EventType::task_exit);
   }
 
+  // The failed attempt's batch step has ended: the requeued job may run again.
+  void old_attempt_ended(const Event& e, std::int64_t now) {
+    auto after = release_after.find(e.job);
+    auto rel = release_at.find(e.job);
+    auto ex = excludes.find(e.job);
+    if (after == release_after.end() || rel == release_at.end() || ex == excludes.end() || !stale_attempt(e)) return;
+    rel->second = std::max(now, after->second);
+    ex->second.second = rel->second + 10'000'000'000LL;
+    release_after.erase(after);
+    spdlog::info("job {}: the failed attempt's batch step has ended", e.job);
+  }
+
   // After a restart: a requeue that was decided but not carried out (vigild
   // died during the backoff) is carried out now.
   void resume_recovery() {
@@ -1125,7 +1148,25 @@ struct Intake::Impl {
       if (!q) errors += q.error().message + "; ";
       // The old attempt's steps stay watched: one on a node that also died is
       // declared lost later, and that node is marked DOWN then (see below).
-      excludes[job] = {nodes, now + 10'000'000'000LL};
+      const auto start = store.latest(job, EventType::job_start);
+      const bool batch_host_lost =
+          start && std::find(r.down.begin(), r.down.end(), start->event.node) != r.down.end();
+      release_at[job] = now;
+      if (r.down.size() > 1 && start && !batch_host_lost) {
+        if (kill_wait_s < 0) {
+          auto k = slurm->kill_wait_s();
+          kill_wait_s = k ? *k : 30;  // Slurm's default
+        }
+        const std::int64_t srun_gone = now + (kill_wait_s + 3) * 1'000'000'000LL;
+        auto ended = store.latest(job, EventType::job_end);
+        if (ended && ended->event.restart >= r.restart) release_at[job] = srun_gone;
+        else {
+          release_at[job] = srun_gone + 60'000'000'000LL;  // at the latest, should job_end never come
+          release_after[job] = srun_gone;
+        }
+        spdlog::info("job {}: {} nodes lost at once; released once its old srun is gone", job, r.down.size());
+      }
+      excludes[job] = {nodes, release_at[job] + 10'000'000'000LL};
       spdlog::warn("job {}: requeued{}{}", job, nodes.empty() ? "" : ", excluding " + nodes,
                    errors.empty() ? "" : " (" + errors + ")");
       record(job, EventType::recovery,
@@ -1145,12 +1186,16 @@ struct Intake::Impl {
       }
       if (now >= exclude_next[it->first]) {
         exclude_next[it->first] = now + 1'000'000'000;
-        if (auto s = slurm->exclude_nodes(it->first, nodes); !s)
+        const auto rel = release_at.find(it->first);
+        const bool release = rel == release_at.end() || now >= rel->second;
+        if (auto s = slurm->exclude_nodes(it->first, nodes, release); !s)
           spdlog::debug("job {}: release/exclude: {}", it->first, s.error().message);
       }
       ++it;
     }
     std::erase_if(exclude_next, [&](const auto& kv) { return !excludes.count(kv.first); });
+    std::erase_if(release_at, [&](const auto& kv) { return !excludes.count(kv.first); });
+    std::erase_if(release_after, [&](const auto& kv) { return !excludes.count(kv.first); });
   }
 
   // ------------------------------------------------------------------
@@ -1551,6 +1596,7 @@ struct Intake::Impl {
         track(e, now);
         if (auto in = input_of(e); in && !stale_attempt(e)) lifecycle(e.job, *in, now);
         if (e.type == EventType::job_start) excludes.erase(e.job);  // running again: leave it alone
+        if (e.type == EventType::job_end) old_attempt_ended(e, now);
         if (e.type == EventType::result) {
           on_result(e, store.last_insert_seq(), now);
         } else if (e.type == EventType::checkpoint) {

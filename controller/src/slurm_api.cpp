@@ -86,7 +86,7 @@ Status LibSlurmControl::requeue_job(std::uint32_t job) {
   return ok_status();
 }
 
-Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& nodes) {
+Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& nodes, bool release) {
   job_desc_msg_t desc;
   slurm_init_job_desc_msg(&desc);
   desc.job_id = job;
@@ -95,7 +95,8 @@ Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& node
   if (!nodes.empty()) desc.exc_nodes = exc.data();
   // Slurm holds a requeued batch job back for a while (its BeginTime moves
   // into the future); recovery wants it eligible now.
-  desc.begin_time = std::time(nullptr);
+  if (release) desc.begin_time = std::time(nullptr);
+  else if (nodes.empty()) return ok_status();  // nothing to change yet
   if (slurm_update_job(&desc) != SLURM_SUCCESS)
     return make_error(Errc::unavailable, "exclude " + nodes + " from job " + std::to_string(job) + ": " +
                                              slurm_strerror(slurm_get_errno()));
@@ -157,6 +158,15 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
   }
   slurm_free_job_info_msg(msg);
   return out;
+}
+
+Result<int> LibSlurmControl::kill_wait_s() {
+  slurm_conf_t* conf = nullptr;
+  if (slurm_load_ctl_conf(0, &conf) != SLURM_SUCCESS)
+    return make_error(Errc::unavailable, std::string("slurm_load_ctl_conf: ") + slurm_strerror(slurm_get_errno()));
+  const int k = conf->kill_wait;
+  slurm_free_ctl_conf(conf);
+  return k;
 }
 
 Result<std::vector<SlurmReservation>> LibSlurmControl::load_reservations() {

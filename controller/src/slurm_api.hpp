@@ -62,10 +62,14 @@ class SlurmControl {
   // already requeued it), and keep it off the given nodes.
   virtual Status down_node(const std::string& node, const std::string& reason) = 0;
   virtual Status requeue_job(std::uint32_t job) = 0;
-  // ... and make it eligible now (Slurm delays a requeued job by cred_expire).
-  virtual Status exclude_nodes(std::uint32_t job, const std::string& nodes) = 0;
+  // ... and, with `release`, make it eligible now (Slurm delays a requeued job
+  // by cred_expire).
+  virtual Status exclude_nodes(std::uint32_t job, const std::string& nodes, bool release) = 0;
   // Every reservation (checkpoints before maintenance, ADR 0013).
   virtual Result<std::vector<SlurmReservation>> load_reservations() = 0;
+  // slurm.conf KillWait: how long a step's processes may outlive an abort
+  // (srun waits KillWait + 2 s for tasks on nodes it has not heard from).
+  virtual Result<int> kill_wait_s() = 0;
 };
 
 // The real one: libslurm, configured by SLURM_CONF or the default slurm.conf.
@@ -77,8 +81,9 @@ class LibSlurmControl : public SlurmControl {
   Status cancel_job(std::uint32_t job) override;
   Status down_node(const std::string& node, const std::string& reason) override;
   Status requeue_job(std::uint32_t job) override;
-  Status exclude_nodes(std::uint32_t job, const std::string& nodes) override;
+  Status exclude_nodes(std::uint32_t job, const std::string& nodes, bool release) override;
   Result<std::vector<SlurmReservation>> load_reservations() override;
+  Result<int> kill_wait_s() override;
 };
 
 }  // namespace vigil::controller

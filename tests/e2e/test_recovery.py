@@ -3,29 +3,22 @@ killed (its slurmd and slurmstepd), vigild detects it, marks it DOWN, requeues
 the job without it, and the restarted job resumes from its newest verified
 checkpoint — ending bit-identical to an uninterrupted run. Also: a corrupted
 checkpoint is skipped for the previous one, a spent retry budget ends the job
-FAILED, and vigild SIGKILLed during the recovery carries it out after its
-restart. (Two nodes lost at once: one decision, both marked DOWN and excluded,
-but the restarted step is cancelled by Slurm ~5 s later — under investigation,
-not tested here; see docs/adr/0012-checkpoint-recovery.md.)"""
-import re
+FAILED, vigild SIGKILLed during the recovery carries it out after its restart,
+a node that dies while vigild is down is recovered when vigild returns, and two
+nodes lost at once are one failure (the release of the requeued job waits for
+the failed attempt's srun, which would otherwise cancel the new step)."""
 import subprocess
 import time
 
 import pytest
 
-from vigil_cluster import BUILD, vigil, wait_for
+from job_support import (ALICE, HEAT2D, expand, final_state, job_nodes, of_type, reference_sha, timeline,
+                         verified)
+from vigil_cluster import CLUSTER, vigil, wait_for
 
 NODES = 5
 VIGILD_CONFIG = "retry_backoff_s: 2\nrestart_grace_s: 3\nreconcile_interval_s: 1\n"
-HEAT2D = BUILD / "sdk" / "vigil_example_heat2d"
-ALICE = "vigil-alice"
 ARGS = "--n 32 --steps 2500 --emit-every 50 --checkpoint-every 250 --sleep-ms 6"
-
-
-def reference_sha(args):
-    out = subprocess.run([str(HEAT2D), *args.split(), "--checkpoint-every", "0"], capture_output=True, text=True,
-                         check=True, cwd="/tmp").stdout
-    return re.search(r"sha256=(\w+)", out).group(1)
 
 
 def submit(cluster, nodes=2, retries=2, args=ARGS):
@@ -36,36 +29,9 @@ srun {HEAT2D} --checkpoint-dir {cluster.dir}/jobs/ckpt-$SLURM_JOB_ID {args}
 """, user=ALICE)
 
 
-def timeline(cluster, jid):
-    r = vigil(cluster, "show", str(jid), user=ALICE, check=False)
-    return r["timeline"] if isinstance(r, dict) else []  # [] until vigild has heard of the job
 
 
-def of_type(tl, kind):
-    return [e for e in tl if e["type"] == kind]
 
-
-def verified(cluster, jid, n):
-    tl = timeline(cluster, jid)
-    ok = [e for e in of_type(tl, "checkpoint_verified") if e["attrs"]["ok"]]
-    return ok if len(ok) >= n else None
-
-
-def job_nodes(cluster, jid):
-    r = cluster.run(["scontrol", "show", "job", "-o", str(jid)])
-    return re.search(r" NodeList=(\S+)", r.stdout).group(1)
-
-
-def expand(nodelist):
-    """n[1-2,4] -> ['n1', 'n2', 'n4'] (the test cluster's names only)."""
-    m = re.fullmatch(r"n\[([\d,-]+)\]", nodelist)
-    if not m:
-        return nodelist.split(",")
-    out = []
-    for part in m.group(1).split(","):
-        lo, _, hi = part.partition("-")
-        out += [f"n{i}" for i in range(int(lo), int(hi or lo) + 1)]
-    return out
 
 
 def revive(cluster, *nodes):
@@ -89,10 +55,6 @@ def kill(cluster, victims, node):
     victims.append(node)
     cluster.kill_node(node)
 
-
-def final_state(cluster, jid, want):
-    return wait_for(lambda: (lambda j: j if j["state"] == want else None)(
-        vigil(cluster, "show", str(jid), user=ALICE)), what=f"vigild's state {want}")
 
 
 def start_and_kill(cluster, victims, checkpoints=2, **job):
@@ -171,4 +133,38 @@ def test_vigild_killed_during_recovery_finishes_it_after_restart(cluster, vigild
     assert cluster.wait_job(jid, timeout=180) == "COMPLETED"
     actions = [e["attrs"]["action"] for e in of_type(timeline(cluster, jid), "recovery")]
     assert actions.count("requeue") == 1 and "requeued" in actions and "resume" in actions, actions
+    assert f"sha256={expected_sha}" in cluster.job_output(jid).splitlines()[-1]
+
+
+def test_a_node_failing_while_vigild_is_down_is_recovered_when_it_returns(cluster, vigild, expected_sha, victims):
+    jid = submit(cluster)
+    wait_for(lambda: verified(cluster, jid, 2), timeout=60, what="2 verified checkpoints")
+    victim = expand(job_nodes(cluster, jid))[-1]
+    vigild.kill()
+    kill(cluster, victims, victim)
+    time.sleep(2)
+    vigild.start()  # the steps it was watching get restart_grace_s, then the dead node's count as lost
+    assert cluster.wait_job(jid, timeout=180) == "COMPLETED"
+    tl = timeline(cluster, jid)
+    assert [e for e in of_type(tl, "node_lost") if e["node"] == victim]
+    actions = [e["attrs"]["action"] for e in of_type(tl, "recovery")]
+    assert actions[:3] == ["requeue", "requeued", "resume"], actions
+    assert f"sha256={expected_sha}" in cluster.job_output(jid).splitlines()[-1]
+
+
+def test_two_nodes_lost_at_once_are_one_failure(cluster, vigild, expected_sha, victims):
+    jid = submit(cluster, nodes=3)
+    wait_for(lambda: verified(cluster, jid, 2), timeout=60, what="2 verified checkpoints")
+    nodes = expand(job_nodes(cluster, jid))
+    for n in nodes[1:]:  # both non-batch nodes, together
+        victims.append(n)
+    subprocess.run(["bash", "-c", " & ".join(f"{CLUSTER} kill-node {n} --dir {cluster.dir}" for n in nodes[1:])
+                    + " & wait"], check=True, capture_output=True)
+    assert cluster.wait_job(jid, timeout=180) == "COMPLETED", cluster.job_output(jid)[-2000:]
+    tl = timeline(cluster, jid)
+    decisions = [e["attrs"] for e in of_type(tl, "recovery")]
+    assert [d["action"] for d in decisions].count("requeue") == 1, decisions
+    down = ",".join(d.get("down", "") for d in decisions if d["action"] in ("requeued", "down"))
+    assert all(n in down for n in nodes[1:]), decisions
+    assert not set(expand(job_nodes(cluster, jid))) & set(nodes[1:])
     assert f"sha256={expected_sha}" in cluster.job_output(jid).splitlines()[-1]
