@@ -10,7 +10,10 @@ cluster (docs/adr/0013-checkpoint-strategies.md):
   - a checkpoint that cannot be written (disk full) is an event, older
     checkpoints are pruned to make room, and the job finishes correctly;
   - a retried job that writes an output again adds no second record, and its
-    second copy is removed; a changed output is recorded as superseding."""
+    second copy is removed; a changed output is recorded as superseding;
+  - a job preempted by one of the hidden "urgent" partition is asked to
+    checkpoint at once, and after Slurm requeues it (GraceTime) it resumes from
+    that checkpoint and ends bit-identical."""
 import os
 import subprocess
 import time
@@ -184,3 +187,31 @@ exit 0
     log = by_name[f"{d}/log.txt"]
     assert len(log) == 2 and log[1]["supersedes"] == log[0]["sha256"] != log[1]["sha256"], log
     assert first[0]["restart"] == 0
+
+
+def test_preemption_checkpoints_and_the_requeued_job_resumes_from_it(cluster, vigild):
+    # The job treats SIGTERM (what Slurm sends at preemption with GraceTime) as
+    # its checkpoint signal, as a preemptible code should; Vigil asks too.
+    # Longer than the partition's GraceTime (15 s), so Slurm stops and requeues it.
+    args = "--n 32 --steps 8000 --emit-every 100 --checkpoint-every 0 --sleep-ms 4"
+    expected = reference_sha(args)
+    jid = run_heat2d(cluster, args, options="--vigil-checkpoint-signal=TERM", extra="-w n4")
+    urgent = None
+    try:
+        wait_for(lambda: cluster.job_state(jid) == "RUNNING" and timeline(cluster, jid), timeout=30, what="running")
+        time.sleep(3)
+        urgent = cluster.sbatch("#!/bin/bash\n#SBATCH -p urgent -w n4 --exclusive\nsleep 2\n")
+        ask = wait_for(lambda: requested(cluster, jid, "preemption"), timeout=30, what="a preemption request")[0]
+        ok = wait_for(lambda: [e for e in of_type(timeline(cluster, jid), "checkpoint_verified")
+                               if e["attrs"]["ok"] and e["ts_ns"] >= ask["ts_ns"]], timeout=20,
+                      what="a checkpoint verified after the request")
+        # Slurm requeues the job after GraceTime and holds it (as any requeued job); release it.
+        wait_for(lambda: cluster.job_state(jid) == "PENDING", timeout=60, what="requeued by Slurm")
+        wait_for(lambda: cluster.run(["scontrol", "update", f"jobid={jid}", "starttime=now"],
+                                     check=False).returncode == 0, timeout=30, interval=0.5, what="released")
+        assert cluster.wait_job(jid, timeout=120) == "COMPLETED", cluster.job_output(jid)[-1500:]
+        resume = [e["attrs"] for e in of_type(timeline(cluster, jid), "recovery") if e["attrs"]["action"] == "resume"]
+        assert resume and resume[0]["step"] >= ok[0]["attrs"]["step"] > 0, (resume, ok)
+        assert f"sha256={expected}" in cluster.job_output(jid).splitlines()[-1]
+    finally:
+        cancel(cluster, jid, *([urgent] if urgent else []))
