@@ -24,6 +24,9 @@ rounds = int(sys.argv[2])
 env = Cluster(cdir).attach().env
 plugstack = cdir / "etc" / "plugstack.conf"
 with_plugin = plugstack.read_text()
+if os.environ.get("VIGIL_BENCH_PLUGIN_EXTRA"):  # diagnosis: extra plugstack arguments, e.g. transport=/nonexistent
+    with_plugin = "\n".join(line + " " + os.environ["VIGIL_BENCH_PLUGIN_EXTRA"] if "vigil.so" in line else line
+                             for line in with_plugin.splitlines()) + "\n"
 without = "# empty: plugin-overhead baseline\n"
 
 
@@ -33,7 +36,12 @@ def set_plugstack(text):
     tmp.replace(plugstack)
 
 
+GAP_S = float(os.environ.get("VIGIL_BENCH_GAP_S", "0"))  # idle time before each launch (diagnosis)
+
+
 def launch(nodes):
+    if GAP_S:
+        time.sleep(GAP_S)
     t0 = time.perf_counter()
     subprocess.run(["srun", f"-N{nodes}", "true"], env=env, check=True, capture_output=True,
                    cwd=str(cdir / "jobs"))
