@@ -1231,7 +1231,7 @@ struct Intake::Impl {
     std::vector<PlanJob> jobs;
     for (const SlurmJob& j : running) {
       const JobResults& info = job_results(j.job);
-      if (!info.started || info.ended) continue;  // not (yet) a Vigil job: nothing to signal
+      if (!info.started) continue;  // not (yet) a Vigil job: nothing to signal (slurmctld says it runs)
       PlanJob p;
       p.job = j.job;
       p.restart = j.restart;
