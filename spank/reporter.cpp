@@ -3,9 +3,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -57,15 +59,30 @@ bool read_stat(pid_t pid, long long& ticks, long long& rss_pages) {
 // timeout; after it, one step probes again.
 constexpr auto kDownNoteTtl = std::chrono::seconds(10);
 
+// Whether this node's vigil-relay runs (ADR 0014): it holds an exclusive flock
+// on `<spool>/<node>/relay.lock` for its whole life. A shared lock we can take
+// means nobody holds it. Three syscalls, checked at every send.
+bool relay_alive(const std::string& lock_path) {
+  const int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // also drops our shared lock, if we got it
+  return held;
+}
+
 struct Reporter::Link {
   std::unique_ptr<Transport> client;
   Spool spool;
   std::string down_note;
+  std::string relay_lock;
   bool reachable = true;        // last exchange with vigild worked (or was never tried)
   Clock::time_point retry_at{};
   int backoff_ms = 500;
   Link(const TransportOptions& o, const std::string& dir, std::string name, std::size_t max)
-      : client(make_transport(o)), spool(dir, std::move(name), max), down_note(dir + "/vigild-down") {
+      : client(make_transport(o)),
+        spool(dir, std::move(name), max),
+        down_note(dir + "/vigild-down"),
+        relay_lock(dir + "/relay.lock") {
     struct stat st;
     if (::stat(down_note.c_str(), &st) == 0 &&
         std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime) < kDownNoteTtl) {
@@ -198,6 +215,12 @@ void Reporter::drain(bool final_pass) {
     batch.swap(queue_);
   }
   Link& l = *link_;
+  // With a relay on this node our events only go into our spool file: the
+  // relay carries them (and runs vigild's commands). No transport in slurmstepd.
+  if (relay_alive(l.relay_lock)) {
+    if (!batch.empty()) (void)l.spool.append(batch);
+    return;
+  }
   const auto now = Clock::now();
   auto send = [&](const std::vector<Event>& evs) {
     auto r = l.client->send(evs);
@@ -227,8 +250,9 @@ void Reporter::run() {
   auto next_hb = Clock::now() + hb;
   const bool ckpt = opts_.checkpoint_s > 0 && id_.step != 0xfffffffbu;  // not the batch shell
   auto next_ckpt = Clock::now() + std::chrono::seconds(opts_.checkpoint_s);
-  // Leftovers of earlier steps on this node: replay them too.
-  if (link_->reachable)
+  // Leftovers of earlier steps on this node: replay them too (the relay's job
+  // when there is one).
+  if (link_->reachable && !relay_alive(link_->relay_lock))
     link_->spool.replay([&](const std::vector<Event>& evs) {
       const bool ok = link_->client->send(evs).ok();
       link_->note(ok);

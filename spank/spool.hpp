@@ -22,7 +22,11 @@ class Spool {
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
   // Appends in order; counts (and drops) events beyond the per-node byte budget.
+  // A file past kRotateBytes is let go of (unlocked) and the next append starts
+  // a new one, so a replayer (the relay) can delete what it has sent while a
+  // long step goes on: a month-long step's spool stays small.
   Status append(const std::vector<Event>& events);
+  static constexpr std::size_t kRotateBytes = 1u << 20;
   bool empty() const { return !has_data_; }
   std::uint64_t dropped() const { return dropped_; }
   // Every spool file in the node directory (ours and ones left by ended steps),
@@ -31,10 +35,17 @@ class Spool {
   template <class Send>
   bool replay(Send&& send);
   static Result<std::vector<Event>> read_file(const std::string& path);
+  // Whole records from byte `offset` on (0: the start, header included), at
+  // most `max` events; `next` is where the first record not returned starts
+  // (a torn or still-being-written tail is not returned). For the relay.
+  static Result<std::vector<Event>> read_from(const std::string& path, std::size_t offset, std::size_t max,
+                                              std::size_t& next);
 
  private:
   std::size_t dir_bytes() const;
   std::string dir_, path_;
+  std::string base_;        // this step's file name without ".spool"
+  unsigned rotation_ = 0;   // files started after the first (see append)
   std::size_t max_bytes_;
   bool has_data_ = false;
   std::uint64_t dropped_ = 0;
@@ -45,6 +56,9 @@ class Spool {
 std::vector<std::string> spool_files_oldest_first(const std::string& dir);
 int spool_lock(const std::string& path);  // fd with an exclusive flock, or -1 if busy/missing
 void spool_unlock(int fd);
+// A file with no complete header yet, created in the last minute: its step is
+// about to lock and fill it; a replayer must leave it alone.
+bool spool_just_created(const std::string& path);
 
 template <class Send>
 bool Spool::replay(Send&& send) {
@@ -52,6 +66,10 @@ bool Spool::replay(Send&& send) {
     const bool ours = f == path_;
     int fd = ours ? -2 : spool_lock(f);
     if (fd == -1) continue;  // another step is replaying it right now
+    if (!ours && spool_just_created(f)) {
+      spool_unlock(fd);
+      continue;
+    }
     auto events = read_file(f);
     bool ok = true;
     if (events) {

@@ -192,8 +192,9 @@ exit 0
 def test_preemption_checkpoints_and_the_requeued_job_resumes_from_it(cluster, vigild):
     # The job treats SIGTERM (what Slurm sends at preemption with GraceTime) as
     # its checkpoint signal, as a preemptible code should; Vigil asks too.
-    # Longer than the partition's GraceTime (15 s), so Slurm stops and requeues it.
-    args = "--n 32 --steps 8000 --emit-every 100 --checkpoint-every 0 --sleep-ms 4"
+    # Longer than the partition's GraceTime (15 s) plus slurmctld's 30 s round
+    # of time-limit checks, so Slurm stops and requeues it before it finishes.
+    args = "--n 32 --steps 20000 --emit-every 200 --checkpoint-every 0 --sleep-ms 3"
     expected = reference_sha(args)
     jid = run_heat2d(cluster, args, options="--vigil-checkpoint-signal=TERM", extra="-w n4")
     urgent = None
@@ -206,10 +207,10 @@ def test_preemption_checkpoints_and_the_requeued_job_resumes_from_it(cluster, vi
                                if e["attrs"]["ok"] and e["ts_ns"] >= ask["ts_ns"]], timeout=20,
                       what="a checkpoint verified after the request")
         # Slurm requeues the job after GraceTime and holds it (as any requeued job); release it.
-        wait_for(lambda: cluster.job_state(jid) == "PENDING", timeout=60, what="requeued by Slurm")
+        wait_for(lambda: cluster.job_state(jid) == "PENDING", timeout=90, what="requeued by Slurm")
         wait_for(lambda: cluster.run(["scontrol", "update", f"jobid={jid}", "starttime=now"],
                                      check=False).returncode == 0, timeout=30, interval=0.5, what="released")
-        assert cluster.wait_job(jid, timeout=120) == "COMPLETED", cluster.job_output(jid)[-1500:]
+        assert cluster.wait_job(jid, timeout=150) == "COMPLETED", cluster.job_output(jid)[-1500:]
         resume = [e["attrs"] for e in of_type(timeline(cluster, jid), "recovery") if e["attrs"]["action"] == "resume"]
         assert resume and resume[0]["step"] >= ok[0]["attrs"]["step"] > 0, (resume, ok)
         assert f"sha256={expected}" in cluster.job_output(jid).splitlines()[-1]

@@ -20,7 +20,8 @@ def test_install_stages_every_component():
     assert plugin_dir.lstrip("/") + "/vigil.so" in files, sorted(files)
     assert plugin_dir.lstrip("/") + "/vigil_transport.so" in files, sorted(files)
     for suffix in ("/sbin/vigild", "/bin/vigil", "/include/vigil/sdk.h", "/vigil/vigild.yaml.example",
-                   "/systemd/system/vigild.service", "/share/vigil/slurm-conf/plugstack.conf.d/vigil.conf"):
+                   "/systemd/system/vigild.service", "/share/vigil/slurm-conf/plugstack.conf.d/vigil.conf",
+                   "/sbin/vigil-relay", "/systemd/system/vigil-relay.service"):
         assert any(f.endswith(suffix) for f in files), f"nothing installed ending in {suffix}: {sorted(files)}"
     assert any("/libvigil.so" in f for f in files)
     subprocess.run(["rm", "-rf", str(stage)], check=True)

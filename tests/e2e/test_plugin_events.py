@@ -1,6 +1,8 @@
 """What Vigil sees of real jobs: lifecycle events with hardware, heartbeats,
 identity, authorisation, and a vigild outage the job never notices."""
 import collections
+import os
+import re
 import statistics
 import time
 
@@ -143,3 +145,46 @@ def test_checkpoint_on_request_reaches_every_node(cluster, vigild):
     wait_for(lambda: {p.name for p in marks.iterdir()} >= {f"{jid}.n1", f"{jid}.n2"}, timeout=5,
              what="both tasks handled SIGUSR1")
     cluster.run(["scancel", str(jid)])
+
+
+def relay_pid(cluster, node):
+    return int((cluster.dir / "run" / f"relay-{node}.pid").read_text())
+
+
+def newest_job(cluster):
+    out = cluster.run(["scontrol", "show", "job", "-o"]).stdout
+    return max(int(m) for m in re.findall(r"JobId=(\d+)", out))
+
+
+def test_a_short_step_that_ends_while_vigild_is_down_arrives_without_another_step(cluster, vigild):
+    # The node's relay (ADR 0014) carries the spool as soon as vigild is back;
+    # no later step on the node is needed to replay it.
+    vigild.stop()
+    try:
+        cluster.run(["srun", "-N1", "-w", "n2", "--vigil-heartbeat=1", "true"])
+        jid = newest_job(cluster)
+    finally:
+        vigild.start()
+    def timeline():
+        r = vigil(cluster, "show", str(jid), check=False)
+        return r["timeline"] if isinstance(r, dict) else []  # not heard of yet
+    tl = wait_for(lambda: (lambda t: t if any(e["type"] == "step_end" for e in t) else None)(timeline()),
+                  timeout=20, what="the step's events, carried from the spool by the relay")
+    kinds = collections.Counter(e["type"] for e in tl if e["type"] != "heartbeat" and e.get("step") == 0)
+    assert kinds == {"step_start": 1, "task_start": 1, "task_exit": 1, "step_end": 1}, kinds
+
+
+def test_without_its_relay_a_node_talks_to_vigild_itself(cluster, vigild):
+    os.kill(relay_pid(cluster, "n3"), 9)
+    try:
+        jid = cluster.sbatch("#!/bin/bash\n#SBATCH -N 1 -w n3\n#SBATCH --vigil-heartbeat=1\nsrun sleep 2\n")
+        assert cluster.wait_job(jid, timeout=60) == "COMPLETED"
+        tl = wait_for(lambda: (lambda t: t if any(e["type"] == "job_end" for e in t) else None)(events_of(cluster, jid)),
+                      what="job_end event")
+        ids = [e["id"] for e in tl]
+        assert len(ids) == len(set(ids))
+        assert collections.Counter(e["type"] for e in tl if e.get("step") == 0 and e["type"] != "heartbeat") == \
+            {"step_start": 1, "task_start": 1, "task_exit": 1, "step_end": 1}
+    finally:
+        cluster.start_node("n3")  # brings the relay back
+    assert relay_pid(cluster, "n3")
