@@ -43,6 +43,7 @@ using namespace vigil;
 using namespace vigil::spank;
 
 std::atomic<bool> g_stop{false};
+constexpr int kCoalesceMs = 50;  // how long a wake-up waits for the rest of a burst of writes
 extern "C" void on_stop(int) { g_stop = true; }
 
 void say(const char* level, const std::string& m) { std::fprintf(stderr, "vigil-relay: %s: %s\n", level, m.c_str()); }
@@ -218,10 +219,13 @@ int main(int argc, char** argv) {
     pollfd p{in, POLLIN, 0};
     const int wait = ok ? (in >= 0 ? 1000 : 200) : backoff_ms;
     if (::poll(&p, in >= 0 ? 1 : 0, wait) > 0) {
+      // Let the burst that woke us finish (a step starting writes several
+      // records within milliseconds): one batch instead of several, and our
+      // work stays out of the way of the step launch itself.
+      ::poll(nullptr, 0, ok ? kCoalesceMs : backoff_ms);  // vigild down: a write does not bring it back
       char buf[8192];
       while (::read(in, buf, sizeof buf) > 0) {
       }
-      if (!ok) ::poll(nullptr, 0, backoff_ms);  // vigild is down: a write does not bring it back
     }
   }
   say("info", "stopped");

@@ -42,6 +42,18 @@ std::vector<PlanAction> CheckpointPlanner::tick(std::time_t now, const std::vect
       if (j.end_time - now <= margin && fire_once(j, "time_limit"))
         ask(j, "time_limit", "time limit in " + secs(j.end_time - now));
     }
+    // Protected: never without a fresh verified checkpoint for long.
+    if (cfg_.fresh_s > 0 && is_protected(j)) {
+      const std::time_t newest = std::max(j.last_verified, j.start_time);
+      auto asked = kept_fresh_.find(j.job);
+      if (j.start_time > 0 && now - newest >= cfg_.fresh_s &&
+          (asked == kept_fresh_.end() || now - asked->second >= cfg_.fresh_s)) {
+        kept_fresh_[j.job] = now;
+        ask(j, "protection",
+            j.last_verified > 0 ? "protected: newest verified checkpoint is " + secs(now - j.last_verified) + " old"
+                                : "protected: no verified checkpoint in " + secs(now - j.start_time) + " of running");
+      }
+    }
     // At preemption.
     if (cfg_.on_preemption && j.preempt_time > 0 && fire_once(j, "preempt:" + std::to_string(j.preempt_time)))
       ask(j, "preemption", "slurmctld is preempting the job" +
@@ -90,6 +102,7 @@ std::vector<PlanAction> CheckpointPlanner::tick(std::time_t now, const std::vect
   }
 
   std::erase_if(fired_, [&](const auto& f) { return !running.count(std::get<0>(f)); });
+  std::erase_if(kept_fresh_, [&](const auto& kv) { return !running.count(kv.first); });
   return out;
 }
 

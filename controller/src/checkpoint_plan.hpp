@@ -13,7 +13,11 @@
 // Each trigger fires once per attempt.
 //
 // Long-run protection (--vigil-protect, or site policy by time limit): a
-// protected job that meets a maintenance reservation is checkpointed and then
+// protected job is kept with a verified checkpoint at most `fresh` old (it is
+// asked for one, trigger "protection", whenever its newest is older), so
+// whatever interrupts it — preemption, which Slurm does not let anyone veto,
+// included — costs at most that much work. A protected job that meets a
+// maintenance reservation is checkpointed and then
 // requeued cleanly — but only once a fresh verified checkpoint exists (one
 // reported after the request, or at the deadline one younger than
 // `fresh`). Without one it is left alone ("hold"), and the decision says why.
@@ -83,6 +87,7 @@ class CheckpointPlanner {
   PlanConfig cfg_;
   std::set<std::tuple<std::uint32_t, std::uint32_t, std::string>> fired_;  // (job, restart, trigger key)
   std::map<std::uint32_t, Waiting> waiting_;  // protected jobs asked to checkpoint before maintenance
+  std::map<std::uint32_t, std::time_t> kept_fresh_;  // protected job -> when last asked to stay fresh
 };
 
 }  // namespace vigil::controller

@@ -1,8 +1,9 @@
 """Checkpoint strategies, long-run protection and retention on the real
 cluster (docs/adr/0013-checkpoint-strategies.md):
   - vigild asks a job to checkpoint before its time limit;
+  - a protected job (--vigil-protect) is kept with a fresh verified checkpoint;
   - before a maintenance reservation on its nodes, an unprotected job is only
-    checkpointed, a protected one (--vigil-protect) is checkpointed, requeued
+    checkpointed, a protected one is checkpointed, requeued
     cleanly once the checkpoint is verified, restarted off the reserved nodes
     from that checkpoint, and ends bit-identical to an uninterrupted run;
   - --vigil-keep-checkpoints=K leaves the newest K checkpoint files, deleting
@@ -25,7 +26,8 @@ from vigil_cluster import VIGIL, wait_for
 
 NODES = 4
 VIGILD_CONFIG = ("reconcile_interval_s: 1\nrestart_grace_s: 3\nretry_backoff_s: 1\n"
-                 "checkpoint_before_end_s: 300\ncheckpoint_before_maintenance_s: 120\nprotect_wait_s: 30\n")
+                 "checkpoint_before_end_s: 300\ncheckpoint_before_maintenance_s: 120\nprotect_wait_s: 30\n"
+                 "protect_fresh_s: 6\n")
 
 
 def run_heat2d(cluster, args, options="", ckpt_dir=None, extra=""):
@@ -101,6 +103,9 @@ def test_maintenance_checkpoints_every_job_and_requeues_the_protected_one(cluste
         assert not set(expand(job_nodes(cluster, protected))) & set(before[protected] + before[plain]), \
             "the restart kept off the reserved nodes"
         assert f"sha256={expected}" in cluster.job_output(protected).splitlines()[-1]
+        # Protected, it is also kept with a verified checkpoint at most protect_fresh_s old.
+        assert requested(cluster, protected, "protection")
+        assert not requested(cluster, plain, "protection")
         assert not [e for e in of_type(timeline(cluster, plain), "recovery")], "an unprotected job is not requeued"
         assert verified(cluster, plain, 1)
         assert cluster.job_state(plain) == "RUNNING"

@@ -157,5 +157,26 @@ TEST(CheckpointPlan, AJobThatEndsForgetsItsWait) {
   EXPECT_TRUE(p.tick(600, {}, {m}).empty());  // ended meanwhile: nothing to requeue
 }
 
+TEST(CheckpointPlan, AProtectedJobIsKeptWithAFreshCheckpoint) {
+  PlanConfig c;
+  c.fresh_s = 600;
+  CheckpointPlanner p(c);
+  PlanJob j = running(5, 1000, 0, {"n1"});
+  j.protect = true;
+  EXPECT_TRUE(p.tick(1500, {j}, {}).empty());  // running 500 s: still fresh enough
+  auto a = p.tick(1600, {j}, {});
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].trigger, "protection");
+  EXPECT_NE(a[0].reason.find("no verified checkpoint in 600 s"), std::string::npos) << a[0].reason;
+  EXPECT_TRUE(p.tick(1700, {j}, {}).empty());  // asked; not again before another fresh_s
+  j.last_verified = 1650;                      // it answered
+  EXPECT_TRUE(p.tick(2200, {j}, {}).empty());
+  a = p.tick(2250, {j}, {});
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_NE(a[0].reason.find("600 s old"), std::string::npos) << a[0].reason;
+  PlanJob plain = running(6, 1000, 0, {"n2"});
+  EXPECT_TRUE(p.tick(5000, {plain}, {}).empty()) << "unprotected jobs keep their own cadence";
+}
+
 }  // namespace
 }  // namespace vigil::controller
