@@ -35,8 +35,10 @@ std::uint32_t env_u32(const char* name, std::uint32_t fallback) {
 }
 
 // vigild rejects results for a job whose start event it has not committed yet;
-// the plugin sends that event as the tasks start, so such values are retried.
-constexpr int kUnknownJobRetries = 10;
+// that event comes from the node (through its relay, up to ~100 ms after the
+// tasks start), so such values are retried for a while, at most every 50 ms.
+constexpr auto kUnknownJobWindow = std::chrono::seconds(5);
+constexpr auto kUnknownJobPause = std::chrono::milliseconds(50);
 
 // A scalar as the simulation handed it over: turned into an Event (id, CBOR-ready
 // attrs) by the sender thread, so the simulation's call costs a clock read, a
@@ -51,7 +53,7 @@ struct Pending {
   Event event;
   std::optional<Scalar> scalar;  // set until the sender thread has built `event`
   std::size_t bytes = 0;         // array payload counted against the memory bound
-  int retries_left = kUnknownJobRetries;
+  std::optional<std::chrono::steady_clock::time_point> retry_until;  // set at the first "unknown job"
 };
 
 // Wakes the sender thread early once this many values wait (else every 100 ms).
@@ -228,15 +230,25 @@ class Sdk {
         continue;
       }
       backoff = std::chrono::milliseconds(200);
+      bool wait_for_job = false;
+      const auto now = Clock::now();
       for (const auto& [index, reason] : ack->rejected) {
         if (index >= batch.size()) continue;
         Pending& p = batch[index];
-        if (reason.find("unknown to vigild") != std::string::npos && p.retries_left-- > 0) {
-          queued_bytes_ += p.bytes;
-          queue_.push_back(std::move(p));
-        } else {
-          dropped_++;
+        if (reason.find("unknown to vigild") != std::string::npos) {
+          if (!p.retry_until) p.retry_until = now + kUnknownJobWindow;
+          if (now < *p.retry_until) {
+            queued_bytes_ += p.bytes;
+            queue_.push_back(std::move(p));
+            wait_for_job = true;
+            continue;
+          }
         }
+        dropped_++;
+      }
+      if (wait_for_job) {  // not a hot loop while stopping (finalize does not wait 100 ms)
+        lk.unlock();
+        std::this_thread::sleep_for(kUnknownJobPause);
       }
     }
   }
