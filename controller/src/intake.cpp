@@ -580,10 +580,8 @@ struct Intake::Impl {
     c.cmd = {next_command_id++, "checkpoint", "stop"};
     c.job = job;
     c.created_ns = now;
-    for (const StepKey& k : monitor.steps_of(job))
-      if (k.step != 0xfffffffbu) c.targets.push_back(k);  // the batch shell gets no signal
-    json targets = json::array();
-    for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
+    c.targets = signal_targets(job);
+    const json targets = targets_json(c.targets);
     if (gather && !c.targets.empty()) {
       st.deadline_ns = now + static_cast<std::int64_t>(timeout_s) * 1'000'000'000;
       st.command = c.cmd.id;
@@ -804,11 +802,14 @@ struct Intake::Impl {
         if (s.event.attrs.value("ok", false)) out.push_back(entry_from(s.event.attrs));
     if (out.empty()) return out;
     if (auto evs = store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_pruned))
-      for (const StoredEvent& s : *evs) {
-        const std::string path = s.event.attrs.value("path", std::string()), sha = s.event.attrs.value("sha256", std::string());
-        std::erase_if(out, [&](const CheckpointEntry& c) { return c.path == path && c.sha256 == sha; });
-      }
+      for (const StoredEvent& s : *evs)
+        forget_checkpoint(out, s.event.attrs.value("path", std::string()), s.event.attrs.value("sha256", std::string()));
     return out;
+  }
+
+  // A checkpoint is its file and its content: pruned or skipped, it leaves the ledger.
+  static void forget_checkpoint(std::vector<CheckpointEntry>& l, const std::string& path, const std::string& sha) {
+    std::erase_if(l, [&](const CheckpointEntry& c) { return c.path == path && c.sha256 == sha; });
   }
 
   static CheckpointEntry entry_from(const json& a) {
@@ -916,8 +917,7 @@ struct Intake::Impl {
         spdlog::warn("job {}: checkpoint {} (step {}) skipped: {}", d.job, c.path, c.step, why);
         record(d.job, EventType::checkpoint_skipped,
                {{"by", "vigild"}, {"path", c.path}, {"step", c.step}, {"sha256", c.sha256}, {"why", why}}, now);
-        auto& l = ledger[d.job];
-        std::erase_if(l, [&](const CheckpointEntry& x) { return x.path == c.path && x.sha256 == c.sha256; });
+        forget_checkpoint(ledger[d.job], c.path, c.sha256);
       }
       json out = {{"job", d.job}, {"path", nullptr}, {"skipped", d.skipped.size()}};
       if (d.chosen) {
@@ -949,7 +949,8 @@ struct Intake::Impl {
   // Retry or fail, decided once per attempt (several lost nodes are one failure).
   void consider_recovery(std::uint32_t job, RecoveryInput::Trouble trouble, const std::string& node) {
     if (!cfg.recovery || !slurm) return;
-    if (!store.latest(job, EventType::job_start)) return;  // not a batch job: nothing Slurm can requeue
+    const auto start = store.latest(job, EventType::job_start);
+    if (!start) return;  // not a batch job: nothing Slurm can requeue
     // A node recovery already took out of this job: what is still watched there
     // are the failed attempt's steps, not news.
     if (!node.empty() && already_down(job, node)) return;
@@ -961,10 +962,9 @@ struct Intake::Impl {
     RecoveryInput in;
     in.trouble = trouble;
     in.node = node;
-    in.restart = std::max(st->second, current_restart(job));
+    in.restart = std::max(st->second, start->event.restart);  // the newest job_start: the newest attempt
     if (auto d = decided_for(job)) in.decided_for_restart = *d;
-    auto start = store.latest(job, EventType::job_start);
-    if (start && start->event.attrs.contains("options") && start->event.attrs["options"].contains("retries") &&
+    if (start->event.attrs.contains("options") && start->event.attrs["options"].contains("retries") &&
         start->event.attrs["options"]["retries"].is_number_integer())
       in.job_retries = start->event.attrs["options"]["retries"].get<int>();
     in.has_checkpoint = !ledger_of(job).empty();
@@ -1299,6 +1299,7 @@ struct Intake::Impl {
     RetentionConfig rc;
     rc.keep = cfg.checkpoint_keep;
     rc.user_budget_bytes = cfg.checkpoint_budget_mb_per_user << 20;
+    if (rc.keep == 0 && rc.user_budget_bytes == 0 && info.keep < 0 && !disk_full) return;  // keep everything
     std::vector<JobCheckpoints> mine;
     auto add = [&](std::uint32_t j) {
       const auto& l = ledger_of(j);
@@ -1312,29 +1313,35 @@ struct Intake::Impl {
       if (auto rows = store.jobs(uid, 10000))
         for (const JobRow& r : *rows)
           if (r.job != job) add(r.job);
-    if (rc.keep == 0 && rc.user_budget_bytes == 0 && info.keep < 0 && !disk_full) return;
     const RetentionPlan plan = plan_retention(rc, mine);
     if (plan.over_budget)
       spdlog::warn("uid {}: checkpoints still over the budget ({} bytes): only newest ones are left", uid,
                    plan.kept_bytes);
     for (const Prune& p : plan.prune) {
       const std::string reason = disk_full && p.job == job ? "disk full: " + p.reason : p.reason;
-      auto& l = ledger[p.job];
-      std::erase_if(l, [&](const CheckpointEntry& x) { return x.path == p.entry.path && x.sha256 == p.entry.sha256; });
+      forget_checkpoint(ledger[p.job], p.entry.path, p.entry.sha256);
       if (!p.delete_file) {
         pruned(p.job, p.entry, reason, false, "", now);
         continue;
       }
-      DigestWorker::Task t;
-      t.kind = DigestWorker::Task::Kind::prune;
-      t.token = next_token++;
-      t.job = p.job;
-      t.owner = job_results(p.job).owner.uid;
-      t.group = job_results(p.job).owner.gid;
-      t.entry = p.entry;
-      t.why = reason;
-      digests.submit(std::move(t));
+      submit_prune(p.job, p.entry, reason);
     }
+  }
+
+  // Delete a file on the digest worker, as the job's user (ledger.cpp). `output`:
+  // the registry name of a duplicate output; empty for a checkpoint.
+  void submit_prune(std::uint32_t job, const CheckpointEntry& entry, const std::string& why,
+                    const std::string& output = {}) {
+    DigestWorker::Task t;
+    t.kind = DigestWorker::Task::Kind::prune;
+    t.token = next_token++;
+    t.job = job;
+    t.owner = job_results(job).owner.uid;
+    t.group = job_results(job).owner.gid;
+    t.entry = entry;
+    t.name = output;
+    t.why = why;
+    digests.submit(std::move(t));
   }
 
   // The simulation could not write a checkpoint (vigil_report_checkpoint_failed):
@@ -1412,18 +1419,7 @@ struct Intake::Impl {
       counters.outputs_duplicate++;
       spdlog::info("job {}: output {} (restart {}) is already registered with the same content", d.job, d.name,
                    d.entry.restart);
-      if (d.entry.path != it->second.path) {
-        DigestWorker::Task t;
-        t.kind = DigestWorker::Task::Kind::prune;
-        t.token = next_token++;
-        t.job = d.job;
-        t.owner = job_results(d.job).owner.uid;
-        t.group = job_results(d.job).owner.gid;
-        t.entry = d.entry;
-        t.name = d.name;
-        t.why = "duplicate of " + it->second.path;
-        digests.submit(std::move(t));
-      }
+      if (d.entry.path != it->second.path) submit_prune(d.job, d.entry, "duplicate of " + it->second.path, d.name);
       return;
     }
     a["sha256"] = d.entry.sha256;
@@ -1684,20 +1680,31 @@ struct Intake::Impl {
     return out;
   }
 
+  // The job's running steps a checkpoint signal goes to: not the batch shell.
+  std::vector<StepKey> signal_targets(std::uint32_t job) const {
+    std::vector<StepKey> out;
+    for (const StepKey& k : monitor.steps_of(job))
+      if (k.step != 0xfffffffbu) out.push_back(k);
+    return out;
+  }
+
+  static json targets_json(const std::vector<StepKey>& targets) {
+    json out = json::array();
+    for (const StepKey& k : targets) out.push_back({{"step", k.step}, {"node", k.node}});
+    return out;
+  }
+
   // Ask every running step of the job (not the batch shell) to checkpoint: the
-  // plugin delivers the job's checkpoint signal with `reason`.
+  // plugin (or the node's relay) delivers the job's checkpoint signal with `reason`.
   Result<json> checkpoint_command(std::uint32_t job, const std::string& reason) {
     PendingCommand c;
     c.cmd = {next_command_id++, "checkpoint", reason};
     c.job = job;
     c.created_ns = clock();
-    for (const StepKey& k : monitor.steps_of(job))
-      if (k.step != 0xfffffffbu) c.targets.push_back(k);  // the batch shell gets no signal
+    c.targets = signal_targets(job);
     if (c.targets.empty())
       return make_error(Errc::unavailable, "job " + std::to_string(job) + " has no running step to signal");
-    json targets = json::array();
-    for (const StepKey& k : c.targets) targets.push_back({{"step", k.step}, {"node", k.node}});
-    json out = {{"command", c.cmd.id}, {"targets", targets}};
+    json out = {{"command", c.cmd.id}, {"targets", targets_json(c.targets)}};
     commands.push_back(std::move(c));
     return out;
   }
