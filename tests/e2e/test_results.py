@@ -147,7 +147,9 @@ def test_stop_and_gather_a_running_job(cluster, vigild):
     assert vigil(cluster, "show", str(jid), user=ALICE)["state"] == "STOPPED"
     # bob may not stop alice's job
     jid2 = cluster.sbatch(job_script("--n 16 --steps 100000 --sleep-ms 10"), user=ALICE)
-    wait_for(lambda: cluster.job_state(jid2) == "RUNNING", what="second job running")
+    # Running, and known to vigild (its start reaches vigild through the node's relay).
+    wait_for(lambda: cluster.job_state(jid2) == "RUNNING" and
+             isinstance(vigil(cluster, "show", str(jid2), user=ALICE, check=False), dict), what="second job running")
     r = vigil(cluster, "stop", str(jid2), user="vigil-bob", check=False, as_json=False)
     assert r.returncode != 0 and "not yours" in r.stderr
     vigil(cluster, "stop", str(jid2), user=ALICE, as_json=False)
