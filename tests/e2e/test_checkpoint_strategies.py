@@ -176,6 +176,9 @@ exit 0
         of_type(timeline(cluster, jid), "output_registered")), timeout=30, what="two outputs registered")
     cluster.run(["scontrol", "requeue", str(jid)])
     wait_for(lambda: cluster.job_state(jid) == "PENDING", timeout=20, what="requeued")
+    # Slurm revokes the old attempt's credential with one-second resolution: a
+    # restart on the same node within that second is killed ("credential revoked").
+    time.sleep(2)
     # Skip Slurm's requeue hold; it takes once the old attempt has left its node.
     wait_for(lambda: cluster.run(["scontrol", "update", f"jobid={jid}", "starttime=now"], check=False).returncode == 0,
              timeout=20, interval=0.5, what="the requeued job released")
@@ -213,6 +216,7 @@ def test_preemption_checkpoints_and_the_requeued_job_resumes_from_it(cluster, vi
                       what="a checkpoint verified after the request")
         # Slurm requeues the job after GraceTime and holds it (as any requeued job); release it.
         wait_for(lambda: cluster.job_state(jid) == "PENDING", timeout=90, what="requeued by Slurm")
+        time.sleep(2)  # past the old credential's revocation second (see the outputs test)
         wait_for(lambda: cluster.run(["scontrol", "update", f"jobid={jid}", "starttime=now"],
                                      check=False).returncode == 0, timeout=30, interval=0.5, what="released")
         assert cluster.wait_job(jid, timeout=150) == "COMPLETED", cluster.job_output(jid)[-1500:]
