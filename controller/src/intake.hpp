@@ -7,9 +7,9 @@
 //              frames drained in one loop turn are committed in ONE transaction
 //              (group commit), then each sender gets its ACK.
 //   REQUEST -> read-only queries, answered from committed state (REPLY).
-// Between turns the HeartbeatMonitor is ticked; each detection (step silent,
-// node lost, recovered) is stored as an event on every affected job's timeline,
-// logged, counted, and (if configured) drains the node in Slurm.
+// Every stored event goes to the modules (modules/registry.cpp) through the
+// dispatch table (module.hpp); REQUESTs are answered by the module that
+// registered their op. Between turns the modules' timers run.
 // Every rejection is counted by reason; nothing a client sends can stop intake.
 #pragma once
 
@@ -21,23 +21,13 @@
 #include <string>
 
 #include "config.hpp"
+#include "core.hpp"
 #include "heartbeat_monitor.hpp"
 #include "metrics.hpp"
 #include "slurm_api.hpp"
 #include "store.hpp"
 
 namespace vigil::controller {
-
-using Clock = std::function<std::int64_t()>;  // ns since the epoch; injected for tests
-std::int64_t wall_clock_ns();
-
-struct IntakeCounters {
-  std::atomic<std::uint64_t> frames{0}, events_stored{0}, events_duplicate{0}, sessions_opened{0}, commits{0};
-  std::atomic<std::uint64_t> nodes_lost{0}, steps_silent{0}, drains{0}, drain_failures{0};
-  std::atomic<std::uint64_t> transitions{0}, reconcile_rounds{0}, reconcile_errors{0};
-  std::atomic<std::uint64_t> rules_fired{0}, stops{0}, checkpoints_failed{0}, outputs_duplicate{0};
-  std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
-};
 
 class Intake {
  public:

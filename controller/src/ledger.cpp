@@ -117,7 +117,7 @@ DigestWorker::Done DigestWorker::work(Task& t) {
   d.token = t.token;
   d.job = t.job;
   d.name = std::move(t.name);
-  if (t.kind == Task::Kind::prune) {
+  if (t.kind == Task::Kind::prune || t.kind == Task::Kind::prune_output) {
     d.entry = std::move(t.entry);
     d.why = std::move(t.why);
     d.error = prune_as(d.entry, t.owner, t.group);

@@ -38,7 +38,7 @@ class DigestWorker {
   // a checkpoint (or duplicate output) to delete (kind prune: retention, ADR
   // 0013), or a final output to digest for the registry (kind output).
   struct Task {
-    enum class Kind { ledger, choose, prune, output } kind = Kind::ledger;
+    enum class Kind { ledger, choose, prune, output, prune_output } kind = Kind::ledger;
     std::uint64_t token = 0;
     std::uint32_t job = 0;
     uid_t owner = 0;                         // the job's user: only their files are digested

@@ -1,0 +1,33 @@
+// liveness.hpp — the heartbeat watch as a module (ADR 0008).
+//
+// In:    events from the plugins with a node and a step (starts, heartbeats,
+//        task events, checkpoint signals, ends); after a restart, the steps
+//        the store says were running.
+// Out:   `step_silent`, `node_lost`, `node_recovered` events on every affected
+//        job's timeline (other modules react to them: lifecycle, recovery);
+//        a node drain in Slurm when `drain_on_node_loss`; the `nodes` request.
+// State: Core::monitor (what runs where, and when it last spoke); the newest
+//        attempt seen per job.
+// Fails: a drain Slurm refuses is logged and counted; detection goes on.
+#pragma once
+
+#include <unordered_map>
+
+#include "core.hpp"
+
+namespace vigil::controller {
+
+class LivenessModule : public Module {
+ public:
+  explicit LivenessModule(Core& core);
+  const char* name() const override { return "liveness"; }
+
+ private:
+  void track(const Event& e, std::int64_t now);
+  void new_attempt(const Event& e);
+  void detect(std::int64_t now);
+  Core& core_;
+  std::unordered_map<std::uint32_t, std::uint32_t> attempt_seen_;
+};
+
+}  // namespace vigil::controller

@@ -1,0 +1,49 @@
+// reconcile.hpp — slurmctld's view of the jobs, applied to vigild's (ADR 0007).
+//
+// In:    the job table from slurmctld (incremental: only when it changed) and
+//        its reservations, fetched on a thread of this module's own every
+//        `reconcile_interval_s`.
+// Out:   each job's `submit` event (what was requested: account, partition,
+//        resources; stored once per job), ownership, the Slurm state and restart
+//        count on the job row, state changes (Slurm has the last word on how a
+//        job ended); Core::view (running jobs, reservations) for the planner;
+//        the changed jobs to on_slurm_view (recovery reacts to NODE_FAIL).
+// State: the thread, what it fetched and has not yet applied, the last update
+//        time slurmctld reported.
+// Fails: slurmctld unreachable: warning, `reconcile_errors` counted, retried
+//        next interval; the intake is never blocked by it.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "core.hpp"
+
+namespace vigil::controller {
+
+class ReconcileModule : public Module {
+ public:
+  explicit ReconcileModule(Core& core);
+  ~ReconcileModule() override;
+  const char* name() const override { return "reconcile"; }
+  void start();  // the thread; not in tests that drive apply() themselves
+  void stop();
+
+ private:
+  void loop();
+  void apply(std::int64_t now);
+  void record_submit(const SlurmJob& j, std::int64_t now);
+  bool failed_by_policy(std::uint32_t job);
+  Core& core_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+  std::vector<SlurmJob> pending_;  // under mu_
+  std::time_t since_ = 0;          // under mu_
+  Core::ClusterView fetched_;      // under mu_
+  bool fetched_new_ = false;       // under mu_
+};
+
+}  // namespace vigil::controller
