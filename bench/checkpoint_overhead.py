@@ -8,8 +8,10 @@ elapsed time (/usr/bin/time). Rounds interleave the two variants; the result is
 the ratio of the medians.
 
 Usage: checkpoint_overhead.py CLUSTER_DIR ROUNDS DIGEST_JSON (bench_digest's output)
+VIGIL_BENCH_STEPS: steps per run (default 30 000; checkpoints every 3 000).
 """
 import json
+import os
 import re
 import statistics
 import sys
@@ -23,7 +25,7 @@ cluster = Cluster(Path(sys.argv[1]), nodes=1).attach()
 rounds = int(sys.argv[2])
 digest = json.loads(sys.argv[3])
 heat2d = BUILD / "sdk" / "vigil_example_heat2d"
-STEPS, EVERY = 30000, 3000
+STEPS, EVERY = int(os.environ.get("VIGIL_BENCH_STEPS", "30000")), 3000
 
 
 def run(every):
@@ -49,5 +51,5 @@ print(json.dumps({"bench": "checkpoint-overhead", "value": round((ratio - 1) * 1
                   "unit": f"% run time added by checkpoints every {EVERY} steps ({STEPS // EVERY} x 512 KiB, fsync, digested by "
                           f"vigild): median {statistics.median(with_ckpt):.2f} s vs {statistics.median(without):.2f} s, "
                           f"{rounds} interleaved rounds; SHA-256 file digest {digest['gb_per_s_median']:.2f} GB/s "
-                          f"(1 GiB, page cache, median of 5)",
+                          f"({digest['bytes'] / 2**30:g} GiB, page cache, median of {digest['rounds']})",
                   "goal": "<= 2 %; digests >= 1 GB/s"}))

@@ -10,9 +10,10 @@ the requeue stopped the failed attempt minus the step resumed from, in steps and
 seconds (≤ one checkpoint interval is the goal). The node is revived
 between rounds.
 
-Usage: recovery.py CLUSTER_DIR ROUNDS
+Usage: recovery.py CLUSTER_DIR ROUNDS   (VIGIL_BENCH_STEPS: steps per simulation, default 4000)
 """
 import json
+import os
 import statistics
 import sys
 import time
@@ -27,6 +28,7 @@ rounds = int(sys.argv[2])
 heat2d = BUILD / "sdk" / "vigil_example_heat2d"
 STEP_S = 0.006
 EVERY = 200
+STEPS = int(os.environ.get("VIGIL_BENCH_STEPS", "4000"))
 
 
 def events(jid):
@@ -39,7 +41,7 @@ for rnd in range(rounds):
     jid = cluster.sbatch(f"""#!/bin/bash
 #SBATCH -N 2 --ntasks-per-node=1 --open-mode=append
 #SBATCH --vigil-heartbeat=1 --vigil-retries=3
-srun {heat2d} --n 32 --steps 4000 --emit-every 10 --snapshot-every 0 --checkpoint-every {EVERY} \\
+srun {heat2d} --n 32 --steps {STEPS} --emit-every 10 --snapshot-every 0 --checkpoint-every {EVERY} \\
      --checkpoint-dir {cluster.dir}/jobs/ckpt-$SLURM_JOB_ID --sleep-ms {int(STEP_S * 1000)}
 """, user="vigil-alice")
     wait_for(lambda: len([e for e in events(jid) if e["type"] == "checkpoint_verified"]) >= 2, timeout=90,

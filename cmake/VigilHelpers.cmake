@@ -8,6 +8,9 @@ function(vigil_strict target)
     target_compile_options(${target} PRIVATE -fsanitize=${VIGIL_SANITIZE} -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=${VIGIL_SANITIZE})
   endif()
+  if(VIGIL_COVERAGE)
+    target_compile_options(${target} PRIVATE --coverage)  # linked: add_link_options in CMakeLists.txt
+  endif()
 endfunction()
 
 # vigil_add_test(NAME SOURCES... [LIBS ...]) — one GoogleTest binary, registered with ctest.
