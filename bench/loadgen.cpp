@@ -1,13 +1,14 @@
 // loadgen — many authenticated senders against vigild, as a separate process.
 //
 // Each sender thread opens its own MUNGE session and sends batches of ~100-byte
-// heartbeat-like events, `inflight` frames outstanding at a time is 1 (each
+// events (default type task_exit, which vigild stores as a row; heartbeats
+// are absorbed into the steps and usage tables instead, ADR 0016), `inflight` frames outstanding at a time is 1 (each
 // waits for its ACK, like the plugin). A batch that fails (timeout, vigild
 // restarting) is re-sent with the same event ids until acknowledged: that is
 // what makes a SIGKILL of vigild safe, and what the crash test checks.
 //
 // Usage: loadgen --endpoint E --munge-socket S [--senders N] [--batch B]
-//                [--seconds T] [--job J] [--acked-file F]
+//                [--seconds T] [--job J] [--acked-file F] [--type EVENT_TYPE]
 // Prints one JSON object: events acknowledged, events/s, ack latency p50/p99.
 #include <algorithm>
 #include <atomic>
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   double seconds = 10;
   std::uint32_t job = 900000;
   std::string acked_file;
+  EventType type = EventType::task_exit;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--endpoint") base.endpoint = v;
@@ -43,6 +45,14 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") seconds = std::atof(v.c_str());
     else if (a == "--job") job = static_cast<std::uint32_t>(std::atoll(v.c_str()));
     else if (a == "--acked-file") acked_file = v;
+    else if (a == "--type") {
+      auto t = event_type_from_name(v);
+      if (!t) {
+        std::fprintf(stderr, "loadgen: %s\n", t.error().what().c_str());
+        return 2;
+      }
+      type = *t;
+    }
     else {
       std::fprintf(stderr, "loadgen: unknown argument %s\n", a.c_str());
       return 2;
@@ -66,7 +76,7 @@ int main(int argc, char** argv) {
         for (int i = 0; i < batch; ++i) {
           Event e;
           e.id = new_event_id();
-          e.type = EventType::heartbeat;
+          e.type = type;
           e.ts_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::system_clock::now().time_since_epoch()).count();
           e.job = job + static_cast<std::uint32_t>(s);

@@ -112,6 +112,16 @@ int main(int argc, char** argv) {
   tail->add_option("--interval-ms", tail_o.interval_ms, "refresh interval with --follow")->capture_default_str();
   cli::StopOptions stop_o;
   bool stop_no_wait = false;
+  auto* usage = app.add_subcommand("usage", "CPU-hours and node-hours per interval (yours, or any for admins)");
+  std::int64_t usage_hours = 24, usage_interval = 3600;
+  std::uint32_t usage_job = 0;
+  std::string usage_user, usage_account, usage_study;
+  usage->add_option("--hours", usage_hours, "how far back (default 24)");
+  usage->add_option("--interval", usage_interval, "seconds per row (default 3600)");
+  usage->add_option("--job", usage_job, "one job");
+  usage->add_option("--user", usage_user, "one user");
+  usage->add_option("--account", usage_account, "one Slurm account");
+  usage->add_option("--study", usage_study, "one study (--vigil-label)");
   auto* stop = app.add_subcommand("stop", "stop a job; with --gather first checkpoint and flush its results");
   stop->add_option("job", stop_o.job, "Slurm job id")->required();
   stop->add_flag("--gather", stop_o.gather, "checkpoint and flush before cancelling, then report what was gathered");
@@ -199,6 +209,26 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (usage->parsed()) {
+    const std::int64_t now = std::time(nullptr);
+    json req = {{"op", "usage"}, {"from", now - usage_hours * 3600}, {"to", now + 60}, {"interval_s", usage_interval}};
+    if (usage_job) req["job"] = usage_job;
+    if (!usage_user.empty()) req["user"] = usage_user;
+    if (!usage_account.empty()) req["account"] = usage_account;
+    if (!usage_study.empty()) req["study"] = usage_study;
+    auto r = client.request(req);
+    if (!r) return fail(r.error());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-12s %12s %12s\n", "FROM", "CPU_HOURS", "NODE_HOURS");
+    for (const json& p : (*r)["points"])
+      std::printf("%-12s %12.3f %12.3f\n", fmt_time(p["t"].get<std::int64_t>() * 1'000'000'000).c_str(),
+                  p["cpu_hours"].get<double>(), p["node_hours"].get<double>());
+    std::printf("%-12s %12.3f %12.3f\n", "total", (*r)["cpu_hours"].get<double>(), (*r)["node_hours"].get<double>());
+    return 0;
+  }
   if (nodes->parsed()) {
     auto r = client.request({{"op", "nodes"}});
     if (!r) return fail(r.error());
@@ -245,14 +275,24 @@ int main(int argc, char** argv) {
                     t["reason"].get<std::string>().c_str());
       std::printf("\n");
     }
-    print_event_header();
-    std::size_t hb = 0;
-    for (const json& e : (*r)["timeline"]) {
-      if (e["type"] == "heartbeat") hb++;
-      else print_event_row(e);
+    if (r->contains("steps") && !(*r)["steps"].empty()) {
+      std::printf("%-10s %-10s %-12s %-12s %10s %9s %10s %s\n", "STEP", "NODE", "STARTED", "LAST_SEEN", "HEARTBEATS",
+                  "MAX_GAP", "CPU_S", "STATE");
+      for (const json& st : (*r)["steps"]) {
+        const auto step = st["step"].get<std::uint32_t>();
+        const std::string name = step == 0xfffffffbu ? "batch" : step == 0xfffffffcu ? "extern" : std::to_string(step);
+        std::printf("%-10s %-10s %-12s %-12s %10lld %8.1fs %10.1f %s\n", name.c_str(),
+                    st["node"].get<std::string>().c_str(), fmt_time(st["started_ns"].get<std::int64_t>()).c_str(),
+                    fmt_time(st["last_ns"].get<std::int64_t>()).c_str(), st["heartbeats"].get<long long>(),
+                    st["max_gap_ms"].get<double>() / 1000.0, st["cpu_s"].get<double>(),
+                    st["ended_ns"].get<std::int64_t>() ? "ended" : st["silent"].get<bool>() ? "SILENT" : "running");
+      }
+      std::printf("\n");
     }
-    std::printf("(%zu heartbeats not shown: vigil events --job %u; %lld result values: vigil tail %u)\n", hb, show_job,
-                r->value("results", 0LL), show_job);
+    print_event_header();
+    for (const json& e : (*r)["timeline"]) print_event_row(e);
+    std::printf("(%lld result values: vigil tail %u; usage: vigil usage --job %u)\n", r->value("results", 0LL), show_job,
+                show_job);
     return 0;
   }
   if (events->parsed()) {

@@ -51,6 +51,10 @@ struct Config {
   int protect_min_time_limit_min = 0;           // protect every job this long (0: only --vigil-protect)
   int checkpoint_keep = 0;                      // keep each job's newest K verified checkpoints; 0: all
   std::uint64_t checkpoint_budget_mb_per_user = 0;  // the user's checkpoints beyond this are pruned; 0: none
+  // Usage ledger (ADR 0016): per-minute rows per job and node are folded into
+  // hourly rows after this many days (a 500-node cluster: ~720 000 minute
+  // rows a day, ~12 000 hourly rows).
+  int usage_minute_days = 2;
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

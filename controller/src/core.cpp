@@ -78,7 +78,9 @@ bool Core::transaction(const char* what, const std::function<bool()>& f) {
   const bool ok = f();
   in_txn = false;
   if (ok) {
-    if (auto c = store.commit(); c) {
+    if (auto p = host.precommit(); !p) {
+      spdlog::error("{}: {}", what, p.error().what());
+    } else if (auto c = store.commit(); c) {
       host.committed();
       return true;
     } else {

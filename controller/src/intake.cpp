@@ -321,6 +321,12 @@ struct Intake::Impl {
         pa.ack.rejected.emplace_back(index++, refused->what());
         continue;
       }
+      if (core.host.absorbs(e.type)) {  // kept by the modules, not as a row (heartbeats)
+        pa.ack.stored++;
+        core.dispatch(e, 0, now);
+        ++index;
+        continue;
+      }
       auto r = store.insert(e, s->uid, now);
       if (!r) {
         // A store failure (disk full, I/O error) fails the whole group: nobody is
@@ -352,6 +358,11 @@ struct Intake::Impl {
   // Group commit: one transaction for everything drained this turn, then acks.
   void flush() {
     if (!core.in_txn) return;
+    if (auto p = core.host.precommit(); !p) {
+      spdlog::error("commit failed: {}", p.error().what());
+      abort_group(p.error());
+      return;
+    }
     if (auto c = store.commit(); !c) {
       spdlog::error("commit failed: {}", c.error().what());
       abort_group(c.error());

@@ -33,6 +33,12 @@ void ModuleHost::state(const StateChange& c, std::int64_t now) {
     if (!to || *to == c.to) fn(c, now);
 }
 
+Status ModuleHost::precommit() {
+  for (const auto& fn : precommit_)
+    if (auto s = fn(); !s) return s;
+  return ok_status();
+}
+
 void ModuleHost::committed() {
   for (const VoidFn& fn : commit_) fn();
 }

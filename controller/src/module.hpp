@@ -18,6 +18,12 @@
 //                     not recursion).
 //   on_state(to)      a job changed state (nullopt: every change), in the same
 //                     transaction as the change.
+//   on_precommit      just before the group (or a module's transaction)
+//                     commits: rows a module aggregated over the group
+//                     (liveness, usage) are written once; an error aborts it.
+//   on_absorb(types)  events of these types are not stored as rows; they are
+//                     acknowledged and dispatched (seq 0), and the modules keep
+//                     what matters of them (heartbeats: ADR 0016).
 //   on_commit         after the group commit: effects outside the store (HDF5
 //                     appends) that must only follow durable events.
 //   on_abort          the group rolled back: forget what on_event staged.
@@ -37,6 +43,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +79,8 @@ class ModuleHost {
   void on_validate(ValidateFn fn) { validate_.push_back(std::move(fn)); }
   void on_event(std::initializer_list<EventType> types, EventFn fn);
   void on_state(std::optional<JobState> to, StateFn fn);
+  void on_precommit(std::function<Status()> fn) { precommit_.push_back(std::move(fn)); }
+  void on_absorb(std::initializer_list<EventType> types) { absorbed_.insert(types.begin(), types.end()); }
   void on_commit(VoidFn fn) { commit_.push_back(std::move(fn)); }
   void on_abort(VoidFn fn) { abort_.push_back(std::move(fn)); }
   void on_slurm_view(SlurmViewFn fn) { view_.push_back(std::move(fn)); }
@@ -84,6 +93,8 @@ class ModuleHost {
   void event(const Event& e, std::int64_t seq, std::int64_t now);
   bool wants(EventType t) const { return event_.count(t) != 0; }
   void state(const StateChange& c, std::int64_t now);
+  Status precommit();
+  bool absorbs(EventType t) const { return absorbed_.count(t) != 0; }
   void committed();
   void aborted();
   void slurm_view(const std::vector<SlurmJob>& changed, std::int64_t now);
@@ -96,6 +107,8 @@ class ModuleHost {
   std::vector<ValidateFn> validate_;
   std::map<EventType, std::vector<EventFn>> event_;
   std::vector<std::pair<std::optional<JobState>, StateFn>> state_;
+  std::vector<std::function<Status()>> precommit_;
+  std::set<EventType> absorbed_;
   std::vector<VoidFn> commit_, abort_;
   std::vector<SlurmViewFn> view_;
   std::vector<TickFn> tick_;

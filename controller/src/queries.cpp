@@ -4,6 +4,8 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <algorithm>
+
 namespace vigil::controller {
 
 bool is_admin(uid_t uid, gid_t gid, const std::string& admin_group) {
@@ -72,6 +74,10 @@ Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int l
   // dump): the timeline counts them instead of listing them.
   auto evs = store.events(job, 0, limit, who.only(), EventType::result, true);
   if (!evs) return evs.error();
+  // In the order things happened, not the order vigild heard of them: the
+  // submit event comes from slurmctld's view after the nodes reported starts.
+  std::stable_sort(evs->begin(), evs->end(),
+                   [](const StoredEvent& a, const StoredEvent& b) { return a.event.ts_ns < b.event.ts_ns; });
   json timeline = json::array();
   for (auto& e : *evs) timeline.push_back(event_json(e));
   info["timeline"] = std::move(timeline);
@@ -80,6 +86,15 @@ Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int l
   if (auto trs = store.transitions(job))
     for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});
   info["transitions"] = tr;
+  // Liveness per step and node (heartbeats are not timeline rows: ADR 0016).
+  json steps = json::array();
+  if (auto rows = store.steps(job))
+    for (const auto& r : *rows)
+      steps.push_back({{"step", r.step}, {"node", r.node}, {"restart", r.restart}, {"started_ns", r.started_ns},
+                       {"last_ns", r.last_ns}, {"ended_ns", r.ended_ns}, {"interval_s", r.interval_s},
+                       {"heartbeats", r.heartbeats}, {"max_gap_ms", r.max_gap_ms}, {"cpu_s", r.cpu_s},
+                       {"rss_bytes", r.rss_bytes}, {"silent", r.silent}});
+  info["steps"] = std::move(steps);
   return info;
 }
 

@@ -1,5 +1,6 @@
 // store.cpp — SQLite schema, migrations and queries (see store.hpp).
 #include "store.hpp"
+#include "store_sql.hpp"
 
 #include <sqlite3.h>
 
@@ -9,6 +10,7 @@
 #include <thread>
 
 namespace vigil::controller {
+using namespace sql;
 namespace {
 
 // Migration N brings the schema from version N-1 to N. Never edit a shipped one.
@@ -53,38 +55,45 @@ const char* const kMigrations[] = {
     ALTER TABLE jobs ADD COLUMN restart INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN slurm_state TEXT;
     )sql",
+    // 3: liveness and usage instead of heartbeat rows (docs/adr/0016-store-for-months.md).
+    //    steps: one row per (job, step, node) with its last sign of life and
+    //    its newest cumulative CPU/RSS sample; usage: CPU- and node-seconds
+    //    per job, node and interval (minutes, compacted into hours); jobs gain
+    //    the account (from slurmctld) and study (--vigil-label) usage is
+    //    queried by; events get an index by (job, type) so a decision that
+    //    needs "the newest X of job J" reads a few index pages, however long
+    //    the timeline. Old heartbeat rows are kept, and the steps table is
+    //    filled from them.
+    R"sql(
+    CREATE TABLE steps(
+      job INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT NOT NULL,
+      restart INTEGER NOT NULL DEFAULT 0,
+      started_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL, ended_ns INTEGER NOT NULL DEFAULT 0,
+      interval_s INTEGER NOT NULL DEFAULT 0, heartbeats INTEGER NOT NULL DEFAULT 0,
+      max_gap_ms INTEGER NOT NULL DEFAULT 0, cpu_s REAL NOT NULL DEFAULT 0, rss_bytes INTEGER NOT NULL DEFAULT 0,
+      silent INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY(job, step, node)) WITHOUT ROWID;
+    CREATE INDEX steps_open ON steps(job) WHERE ended_ns = 0;
+    CREATE TABLE usage(
+      job INTEGER NOT NULL, node TEXT NOT NULL, bucket_s INTEGER NOT NULL, width_s INTEGER NOT NULL,
+      cpu_s REAL NOT NULL DEFAULT 0, node_s REAL NOT NULL DEFAULT 0, rss_max INTEGER NOT NULL DEFAULT 0,
+      samples INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY(job, node, width_s, bucket_s)) WITHOUT ROWID;
+    CREATE INDEX usage_by_time ON usage(bucket_s, job);
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    ALTER TABLE jobs ADD COLUMN study TEXT;
+    UPDATE jobs SET study = label;
+    CREATE INDEX events_by_job_type ON events(job, type, seq);
+    INSERT INTO steps(job, step, node, restart, started_ns, last_ns, ended_ns, interval_s, heartbeats, silent)
+      SELECT job, step, node, max(restart), min(ts_ns), max(ts_ns),
+        CASE WHEN sum(type IN (6,7)) > 0 THEN max(CASE WHEN type IN (6,7) THEN ts_ns END) ELSE 0 END,
+        coalesce(max(CASE WHEN type=8 THEN json_extract(attrs,'$.interval_s')
+                          WHEN type IN (2,3) THEN json_extract(attrs,'$.options.heartbeat_s') END), 0),
+        sum(type=8), sum(type IN (12,13)) > 0
+      FROM events WHERE node IS NOT NULL AND step IS NOT NULL AND type IN (2,3,4,5,6,7,8,12,13)
+      GROUP BY job, step, node HAVING sum(type IN (2,3,8)) > 0;
+    )sql",
 };
-
-Error db_error(sqlite3* db, const std::string& what) {
-  return make_error(Errc::io, what + ": " + sqlite3_errmsg(db));
-}
-
-Status exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string m = err ? err : "unknown";
-    sqlite3_free(err);
-    return make_error(Errc::io, std::string("sqlite: ") + m);
-  }
-  return ok_status();
-}
-
-// Statements kept prepared (Store::Stmts) must be reset as soon as their row
-// is read: a SELECT left stepped holds its connection's read transaction, and
-// with it a WAL snapshot, open. No checkpoint can copy frames newer than that
-// snapshot, so the WAL (and its shared-memory index, mapped into vigild) grows
-// for as long as the statement waits, which for the writer's job_state() was
-// until the next lifecycle event: the RSS growth of the 10-minute soak
-// (docs/research/ingest-bench.md). Statements used once are finalized.
-struct Stmt {
-  sqlite3_stmt* s = nullptr;
-  ~Stmt() { sqlite3_finalize(s); }
-};
-
-std::string text_col(sqlite3_stmt* s, int i) {
-  const unsigned char* t = sqlite3_column_text(s, i);
-  return t ? reinterpret_cast<const char*>(t) : "";
-}
 
 #define JOB_COLUMNS \
   "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
@@ -233,7 +242,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_on
             "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?3,?4) ON CONFLICT(job) DO UPDATE SET"
             " last_ns=max(last_ns,?3), events=events+?4") ||
       !prep(st->st_->set_owner, "UPDATE jobs SET uid=coalesce(uid,?2), user=CASE WHEN uid IS NULL THEN ?3 ELSE user END,"
-            " label=coalesce(?4,label) WHERE job=?1") ||
+            " label=coalesce(?4,label), study=coalesce(?4,study) WHERE job=?1") ||
       !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1") ||
       !prep(st->st_->add_transition,
             "INSERT INTO transitions(job,from_state,to_state,reason,ts_ns) VALUES(?1,?2,?3,?4,?5)") ||
@@ -363,26 +372,6 @@ Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64
     if (sqlite3_step(o) != SQLITE_DONE) return db_error(db_, "set owner");
   }
   return InsertOutcome::stored;
-}
-
-Result<std::vector<Store::OpenStep>> Store::open_steps() {
-  Stmt s;
-  // 2 job_start, 3 step_start, 6 step_end, 7 job_end, 8 heartbeat; a step
-  // already reported silent/lost (12, 13) is not watched again until it speaks.
-  const char* sql =
-      "SELECT job, step, node, max(CASE WHEN type=8 THEN json_extract(attrs,'$.interval_s')"
-      " WHEN type IN (2,3) THEN json_extract(attrs,'$.options.heartbeat_s') END)"
-      " FROM events WHERE node IS NOT NULL AND step IS NOT NULL AND type IN (2,3,4,5,6,7,8)"
-      " GROUP BY job, step, node HAVING sum(type IN (6,7)) = 0 AND sum(type IN (2,3)) > 0"
-      " AND NOT EXISTS (SELECT 1 FROM events d WHERE d.job=events.job AND d.step=events.step"
-      "   AND d.node=events.node AND d.type IN (12,13))";
-  if (sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "open steps");
-  std::vector<OpenStep> out;
-  while (sqlite3_step(s.s) == SQLITE_ROW)
-    out.push_back({static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0)),
-                   static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 1)), text_col(s.s, 2),
-                   sqlite3_column_int(s.s, 3)});
-  return out;
 }
 
 Status Store::ensure_job(std::uint32_t job, std::int64_t now_ns) {

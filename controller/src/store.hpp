@@ -23,7 +23,7 @@ struct sqlite3;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -101,6 +101,46 @@ class Store {
     int interval_s = 0;
   };
   Result<std::vector<OpenStep>> open_steps();
+
+  // Liveness and usage (store_usage.cpp; schema v3, ADR 0016).
+  // One row per (job, step, node): its last sign of life and newest sample.
+  struct StepRow {
+    std::uint32_t job = 0, step = 0;
+    std::string node;
+    std::uint32_t restart = 0;
+    std::int64_t started_ns = 0, last_ns = 0, ended_ns = 0;  // ended 0: running
+    int interval_s = 0;
+    std::int64_t heartbeats = 0, max_gap_ms = 0;
+    double cpu_s = 0;
+    std::int64_t rss_bytes = 0;
+    bool silent = false;  // reported silent or lost, not heard from since
+  };
+  Status put_step(const StepRow& r);  // inside a transaction
+  Result<std::vector<StepRow>> steps(std::uint32_t job);
+  std::optional<StepRow> step_row(std::uint32_t job, std::uint32_t step, const std::string& node);
+  // Usage of one job on one node in one interval; added to what is there.
+  struct UsageRow {
+    std::uint32_t job = 0;
+    std::string node;
+    std::int64_t bucket_s = 0, width_s = 60;  // interval start (epoch s) and length
+    double cpu_s = 0, node_s = 0;
+    std::int64_t rss_max = 0, samples = 0;
+  };
+  Status add_usage(const UsageRow& r);  // inside a transaction
+  // CPU-hours and node-hours per `width_s` interval between t1 and t2 (epoch
+  // s), of the jobs matching every filter given.
+  struct UsageFilter {
+    std::optional<std::string> account, user, study;
+    std::optional<std::uint32_t> job;
+  };
+  struct UsagePoint {
+    std::int64_t t_s = 0;
+    double cpu_hours = 0, node_hours = 0;
+  };
+  Result<std::vector<UsagePoint>> usage(const UsageFilter& f, std::int64_t t1, std::int64_t t2, std::int64_t width_s);
+  // Minute rows older than `before_s` become hour rows (same totals). Returns rows folded.
+  Result<std::int64_t> compact_usage(std::int64_t before_s);
+  Status set_account(std::uint32_t job, const std::string& account);
   int schema_version();
 
  private:

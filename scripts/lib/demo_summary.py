@@ -10,8 +10,10 @@ start = next(e for e in tl if e["type"] == "step_start" and e["node"] == "n2")
 print("hardware reported by node n2 for step 0:")
 for key, value in sorted(start["attrs"]["hardware"].items()):
     print(f"  {key:12} {value}")
-beats = [e for e in tl if e["type"] == "heartbeat"]
-nodes = ", ".join(sorted({e["node"] for e in beats}))
-print(f"\n{job['results']} result values; {len(beats)} heartbeats from nodes {nodes}")
+steps = [s for s in job.get("steps", []) if s["heartbeats"] > 0]
+beats = sum(s["heartbeats"] for s in steps)
+nodes = ", ".join(sorted({s["node"] for s in steps}))
+cpu = sum(s["cpu_s"] for s in steps)
+print(f"\n{job['results']} result values; {beats} heartbeats from nodes {nodes} ({cpu:.1f} CPU-seconds)")
 for name, m in sorted(tail["metrics"].items()):
     print(f"  {name:16} {m['count']:4d} values, latest {m['latest']:.6f} at step {m['step']}")

@@ -10,7 +10,9 @@ VIGILD_CONFIG = "drain_on_node_loss: true\n"
 
 
 def heartbeats_from(cluster, jid):
-    return {e["node"] for e in vigil(cluster, "events", "--job", str(jid)) if e["type"] == "heartbeat"}
+    """Nodes that sent the job heartbeats (the job's steps rows: heartbeats are not timeline events)."""
+    job = vigil(cluster, "show", str(jid), check=False)
+    return {s["node"] for s in job.get("steps", []) if s["heartbeats"] > 0} if isinstance(job, dict) else set()
 
 
 def first_event(cluster, jid, etype, node=None):

@@ -21,9 +21,16 @@ LivenessModule::LivenessModule(Core& core) : core_(core) {
     new_attempt(e);
     return std::nullopt;
   });
+  core_.host.on_absorb({EventType::heartbeat});
   core_.host.on_event({EventType::job_start, EventType::step_start, EventType::heartbeat, EventType::task_start,
-                       EventType::task_exit, EventType::checkpoint_signal, EventType::step_end, EventType::job_end},
-                      [this](const Event& e, std::int64_t, std::int64_t now) { track(e, now); });
+                       EventType::task_exit, EventType::checkpoint_signal, EventType::step_end, EventType::job_end,
+                       EventType::step_silent, EventType::node_lost, EventType::node_recovered},
+                      [this](const Event& e, std::int64_t, std::int64_t now) {
+                        track(e, now);
+                        note(e);
+                      });
+  core_.host.on_precommit([this] { return flush(); });
+  core_.host.on_abort([this] { rows_.clear(); });
   core_.host.on_tick([this](std::int64_t now) { detect(now); });
   core_.host.on_request("nodes", [this](const Caller&, const json&, Reply reply) {
     json arr = json::array();
@@ -56,10 +63,71 @@ void LivenessModule::track(const Event& e, std::int64_t now) {
     case EventType::job_end:
       core_.monitor.ended(key);
       break;
+    case EventType::step_silent:
+    case EventType::node_lost:
+    case EventType::node_recovered:
+      break;  // vigild's own verdicts, not signs of life
     default:
       core_.monitor.alive(key, 0, now);
       break;
   }
+}
+
+// The step's row: what the store keeps of its liveness (written at precommit).
+void LivenessModule::note(const Event& e) {
+  if (e.node.empty() || e.step == kNoStep) return;
+  const StepKey key{e.job, e.step, e.node};
+  auto it = rows_.find(key);
+  if (it == rows_.end()) {
+    Store::StepRow r;
+    if (auto stored = core_.store.step_row(e.job, e.step, e.node)) {
+      r = *stored;
+      if (r.heartbeats > 0 && !last_beat_.count(key)) last_beat_[key] = r.last_ns;  // gaps across a restart count
+    }
+    r.job = e.job;
+    r.step = e.step;
+    r.node = e.node;
+    it = rows_.emplace(key, std::move(r)).first;
+  }
+  Store::StepRow& r = it->second;
+  switch (e.type) {
+    case EventType::step_silent:
+    case EventType::node_lost:
+      r.silent = true;
+      return;
+    case EventType::node_recovered:
+      r.silent = false;
+      return;
+    default:
+      break;
+  }
+  if (r.started_ns == 0 || e.restart > r.restart) r.started_ns = e.ts_ns;
+  r.restart = std::max(r.restart, e.restart);
+  r.last_ns = std::max(r.last_ns, e.ts_ns);
+  r.silent = false;
+  if (e.type == EventType::step_end || e.type == EventType::job_end) r.ended_ns = e.ts_ns;
+  if ((e.type == EventType::job_start || e.type == EventType::step_start) && e.attrs.contains("options") &&
+      e.attrs["options"].contains("heartbeat_s") && e.attrs["options"]["heartbeat_s"].is_number_integer())
+    r.interval_s = e.attrs["options"]["heartbeat_s"].get<int>();
+  if (e.type != EventType::heartbeat) return;
+  std::int64_t& prev = last_beat_[key];
+  if (e.ts_ns <= prev) return;  // a replay of one already counted
+  if (prev > 0) r.max_gap_ms = std::max(r.max_gap_ms, (e.ts_ns - prev) / 1'000'000);
+  prev = e.ts_ns;
+  r.heartbeats++;
+  r.interval_s = e.attrs.value("interval_s", r.interval_s);
+  if (e.attrs.contains("cpu_s") && e.attrs["cpu_s"].is_number()) r.cpu_s = e.attrs["cpu_s"].get<double>();
+  if (e.attrs.contains("rss_bytes") && e.attrs["rss_bytes"].is_number_integer())
+    r.rss_bytes = e.attrs["rss_bytes"].get<std::int64_t>();
+}
+
+Status LivenessModule::flush() {
+  for (const auto& [key, r] : rows_)
+    if (auto s = core_.store.put_step(r); !s) return s;
+  for (const auto& [key, r] : rows_)
+    if (r.ended_ns) last_beat_.erase(key);
+  rows_.clear();
+  return ok_status();
 }
 
 // The first news of a job's next attempt (a higher restart count), before it

@@ -121,6 +121,7 @@ void ReconcileModule::apply(std::int64_t now) {
       std::string user;
       if (struct passwd* pw = getpwuid(j.uid)) user = pw->pw_name;
       core_.store.set_owner(j.job, j.uid, user);  // slurmctld is authoritative on ownership
+      if (!j.account.empty()) core_.store.set_account(j.job, j.account);
       const auto cur = core_.store.job_state(j.job);
       if (cur && j.restart > cur->second)
         core_.lifecycle(j.job, {K::requeued, "restart " + std::to_string(j.restart), true}, now);

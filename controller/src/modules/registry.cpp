@@ -10,6 +10,7 @@
 #include "reconcile.hpp"
 #include "recovery_module.hpp"
 #include "results_module.hpp"
+#include "usage.hpp"
 
 namespace vigil::controller {
 
@@ -29,6 +30,7 @@ ModuleSet load_modules(Core& core) {
   add(std::make_unique<CheckpointPlanning>(core, *ledger, core.slurm ? recovery : nullptr));
   m.results = add(std::make_unique<ResultsModule>(core));
   add(std::make_unique<OutputsModule>(core));
+  add(std::make_unique<UsageModule>(core));
   return m;
 }
 

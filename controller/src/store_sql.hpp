@@ -1,0 +1,44 @@
+// store_sql.hpp — small SQLite helpers shared by the store's source files
+// (store.cpp, store_usage.cpp). Private to the store.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <string>
+
+#include "vigil/result.hpp"
+
+namespace vigil::controller::sql {
+
+inline Error db_error(sqlite3* db, const std::string& what) {
+  return make_error(Errc::io, what + ": " + sqlite3_errmsg(db));
+}
+
+inline Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown";
+    sqlite3_free(err);
+    return make_error(Errc::io, std::string("sqlite: ") + m);
+  }
+  return ok_status();
+}
+
+// Statements kept prepared (Store::Stmts) must be reset as soon as their row
+// is read: a SELECT left stepped holds its connection's read transaction, and
+// with it a WAL snapshot, open. No checkpoint can copy frames newer than that
+// snapshot, so the WAL (and its shared-memory index, mapped into vigild) grows
+// for as long as the statement waits, which for the writer's job_state() was
+// until the next lifecycle event: the RSS growth of the 10-minute soak
+// (docs/research/ingest-bench.md). Statements used once are finalized.
+struct Stmt {
+  sqlite3_stmt* s = nullptr;
+  ~Stmt() { sqlite3_finalize(s); }
+};
+
+inline std::string text_col(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
+
+}  // namespace vigil::controller::sql
