@@ -1,0 +1,472 @@
+// modules_test.cpp — vigild's modules on their own: a real store in a temp
+// directory, an injected clock, a fake Slurm that records what it is asked,
+// events delivered the way the intake delivers them (stored, dispatched,
+// committed), and the digest worker's results handed back as the intake's loop
+// does. Runs as root (as scripts/test does) to digest and delete as vigild.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+
+#include "core.hpp"
+#include "modules/registry.hpp"
+
+namespace vigil::controller {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::int64_t kS = 1'000'000'000;
+constexpr std::uint32_t kBatch = 0xfffffffbu;
+constexpr uid_t kUser = 65534;  // nobody: vigild digests and deletes as the job's user, never as root
+
+struct FakeSlurm : SlurmControl {
+  std::vector<std::string> calls;
+  SlurmJobs jobs;
+  std::vector<SlurmReservation> reservations;
+  bool fail_requeue = false;
+  Result<SlurmJobs> load_jobs(std::time_t) override { return jobs; }
+  Status drain_node(const std::string& n, const std::string&) override { return call("drain " + n); }
+  Status cancel_job(std::uint32_t j) override { return call("cancel " + std::to_string(j)); }
+  Status down_node(const std::string& n, const std::string&) override { return call("down " + n); }
+  Status requeue_job(std::uint32_t j) override {
+    if (fail_requeue) return make_error(Errc::unavailable, "slurmctld says no");
+    return call("requeue " + std::to_string(j));
+  }
+  Status exclude_nodes(std::uint32_t j, const std::string& n, bool release) override {
+    return call("exclude " + std::to_string(j) + " " + n + (release ? " release" : ""));
+  }
+  Result<std::vector<SlurmReservation>> load_reservations() override { return reservations; }
+  Result<int> kill_wait_s() override { return 5; }
+  Status call(std::string c) {
+    calls.push_back(std::move(c));
+    return ok_status();
+  }
+  bool saw(const std::string& c) const { return std::find(calls.begin(), calls.end(), c) != calls.end(); }
+};
+
+struct ModulesTest : ::testing::Test {
+  fs::path dir;
+  std::int64_t now = 1'800'000'000LL * kS;
+  FakeSlurm slurm;
+  Config cfg;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Core> core;
+  ModuleSet modules;
+
+  void SetUp() override {
+    ASSERT_EQ(geteuid(), 0u) << "the modules digest and delete files as vigild (root) does";
+    char tmpl[] = "/tmp/vigil-modules-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+    fs::create_directory(dir / "u");
+    ASSERT_EQ(chown((dir / "u").c_str(), kUser, kUser), 0);
+    cfg.database = (dir / "v.db").string();
+    cfg.results_dir = "";  // dumps: dump_writer_test and the e2e tests
+    cfg.retry_backoff_s = 5;
+    cfg.restart_grace_s = 0;
+    start();
+  }
+  void TearDown() override {
+    stop();
+    fs::remove_all(dir);
+  }
+  void start() {
+    auto s = Store::open(cfg.database);
+    ASSERT_TRUE(s) << s.error().what();
+    store = std::move(*s);
+    core = std::make_unique<Core>(cfg, *store, [this] { return now; }, &slurm);
+    modules = load_modules(*core);
+  }
+  void stop() {
+    if (!core) return;
+    core->digests.drain();
+    modules = {};
+    core.reset();
+    store.reset();
+  }
+  // As the intake does: stored in a group, dispatched, committed.
+  void deliver(Event e) {
+    if (e.ts_ns == 0) e.ts_ns = now;
+    e.id = new_event_id();
+    ASSERT_TRUE(core->transaction("test", [&] {
+      if (core->host.absorbs(e.type)) {
+        core->dispatch(e, 0, now);
+        return true;
+      }
+      auto r = store->insert(e, 0, now);
+      if (!r) return false;
+      core->dispatch(e, store->last_insert_seq(), now);
+      return true;
+    }));
+  }
+  Event ev(EventType t, std::uint32_t job, std::uint32_t step, const std::string& node, json attrs = json::object(),
+           std::uint32_t restart = 0) {
+    Event e;
+    e.type = t;
+    e.job = job;
+    e.step = step;
+    e.node = node;
+    e.attrs = std::move(attrs);
+    e.restart = restart;
+    return e;
+  }
+  // A batch job on `nodes` (batch step on the first), heartbeat 1 s.
+  void run_job(std::uint32_t job, std::vector<std::string> nodes, json options = json::object(),
+               std::uint32_t restart = 0) {
+    options["heartbeat_s"] = 1;
+    deliver(ev(EventType::job_start, job, kBatch, nodes[0], {{"uid", kUser}, {"user", "nobody"}, {"options", options}},
+               restart));
+    for (const auto& n : nodes)
+      deliver(ev(EventType::step_start, job, 0, n, {{"uid", kUser}, {"options", options}}, restart));
+  }
+  // Step 0's heartbeat on `node`, and the batch step's when it runs there.
+  void beat(std::uint32_t job, const std::string& node, double cpu = 1, std::uint32_t restart = 0) {
+    deliver(ev(EventType::heartbeat, job, 0, node, {{"interval_s", 1}, {"cpu_s", cpu}, {"rss_bytes", 4096}}, restart));
+    for (const StepKey& k : core->monitor.steps_of(job))
+      if (k.step == kBatch && k.node == node) deliver(ev(EventType::heartbeat, job, kBatch, node, {{"interval_s", 1}}, restart));
+  }
+  void advance(double s) {
+    now += static_cast<std::int64_t>(s * 1e9);
+    core->host.tick(now);
+    core->digests.drain();
+    for (auto& d : core->digests.take_done()) core->host.digest(d, now);
+  }
+  std::vector<StoredEvent> of(std::uint32_t job, EventType t) {
+    auto r = store->events(job, 0, 1000, std::nullopt, t);
+    return r ? *r : std::vector<StoredEvent>{};
+  }
+  std::string dump(std::uint32_t job) {
+    std::string out;
+    if (auto r = store->events(job, 0, 1000, std::nullopt))
+      for (auto& e : *r) out += "\n" + std::string(event_type_name(e.event.type)) + " " + e.event.node + " " + e.event.attrs.dump();
+    return out;
+  }
+  std::string state(std::uint32_t job) { return store->job_state(job).value_or(std::make_pair(std::string("?"), 0u)).first; }
+  fs::path file(const std::string& name, const std::string& body) {
+    const fs::path p = dir / "u" / name;
+    std::ofstream(p) << body;
+    EXPECT_EQ(chown(p.c_str(), kUser, kUser), 0);
+    return p;
+  }
+  // `seconds` of time in which `alive` keep sending heartbeats (1 s cadence).
+  void run_for(double seconds, std::uint32_t job, const std::vector<std::string>& alive) {
+    for (double t = 0; t < seconds; t += 1) {
+      advance(std::min(1.0, seconds - t));
+      for (const auto& n : alive) beat(job, n, t);
+    }
+  }
+  void checkpoint(std::uint32_t job, const fs::path& p, std::int64_t step, const std::string& node = "n1") {
+    deliver(ev(EventType::checkpoint, job, 0, node, {{"path", p.string()}, {"step", step}}));
+  }
+};
+
+TEST_F(ModulesTest, ALostNodeRequeuesTheJobWithoutIt) {
+  run_job(7, {"n1", "n2"});
+  EXPECT_EQ(state(7), "RUNNING");
+  for (int i = 0; i < 3; ++i) {
+    advance(1);
+    beat(7, "n1", i);
+  }
+  ASSERT_EQ(of(7, EventType::node_lost).size(), 1u);
+  EXPECT_EQ(of(7, EventType::node_lost)[0].event.node, "n2");
+  EXPECT_EQ(state(7), "RECOVERING");
+  EXPECT_FALSE(slurm.saw("requeue 7")) << "the backoff comes first";
+  run_for(5.1, 7, {"n1"});
+  EXPECT_TRUE(slurm.saw("down n2")) << ::testing::PrintToString(slurm.calls) << dump(7);
+  EXPECT_TRUE(slurm.saw("requeue 7"));
+  EXPECT_TRUE(slurm.saw("exclude 7 n2 release"));
+  const auto rec = of(7, EventType::recovery);
+  ASSERT_EQ(rec.size(), 2u);
+  EXPECT_EQ(rec[0].event.attrs["action"], "requeue");
+  EXPECT_EQ(rec[1].event.attrs["action"], "requeued");
+  // the old attempt's end is stale; the next attempt runs and clears the exclusion
+  deliver(ev(EventType::job_end, 7, kBatch, "n1", {{"exit_code", 15}}));
+  EXPECT_EQ(state(7), "RECOVERING");
+  run_job(7, {"n1", "n3"}, json::object(), 1);
+  EXPECT_EQ(state(7), "RUNNING");
+  const std::size_t calls = slurm.calls.size();
+  advance(1);
+  EXPECT_EQ(slurm.calls.size(), calls) << "no exclusion once the job runs again";
+}
+
+TEST_F(ModulesTest, ASpentBudgetFailsAndCancels) {
+  run_job(8, {"n1", "n2"}, {{"retries", 0}});
+  for (int i = 0; i < 3; ++i) {
+    advance(1);
+    beat(8, "n1", i);
+  }
+  EXPECT_EQ(state(8), "FAILED");
+  EXPECT_TRUE(slurm.saw("cancel 8"));
+  EXPECT_TRUE(slurm.saw("down n2"));
+  EXPECT_EQ(of(8, EventType::recovery).at(0).event.attrs["action"], "fail");
+  // Slurm's later CANCELLED does not change Vigil's verdict
+  SlurmJob j;
+  j.job = 8;
+  j.state = "CANCELLED";
+  slurm.jobs.jobs = {j};
+  core->host.slurm_view(slurm.jobs.jobs, now);
+  EXPECT_EQ(state(8), "FAILED");
+}
+
+TEST_F(ModulesTest, SeveralLostNodesAreOneFailureAndOneRequeue) {
+  run_job(9, {"n1", "n2", "n3"});
+  for (int i = 0; i < 3; ++i) {
+    advance(1);
+    beat(9, "n1", i);
+  }
+  run_for(5.1, 9, {"n1"});
+  EXPECT_TRUE(slurm.saw("down n2,n3") || slurm.saw("down n3,n2")) << ::testing::PrintToString(slurm.calls);
+  EXPECT_EQ(std::count(slurm.calls.begin(), slurm.calls.end(), "requeue 9"), 1);
+  // the batch host lives: the release waits for the old srun (KillWait 5 + 3 s)
+  EXPECT_TRUE(slurm.saw("exclude 9 n2,n3") || slurm.saw("exclude 9 n3,n2"));
+  EXPECT_FALSE(slurm.saw("exclude 9 n2,n3 release"));
+  deliver(ev(EventType::job_end, 9, kBatch, "n1", {{"exit_code", 15}}));
+  run_for(9, 9, {"n1"});
+  EXPECT_TRUE(slurm.saw("exclude 9 n2,n3 release") || slurm.saw("exclude 9 n3,n2 release"));
+}
+
+TEST_F(ModulesTest, ARequeueDecidedBeforeARestartIsCarriedOutAfterIt) {
+  run_job(10, {"n1", "n2"});
+  for (int i = 0; i < 3; ++i) {
+    advance(1);
+    beat(10, "n1", i);
+  }
+  ASSERT_EQ(state(10), "RECOVERING") << dump(10);
+  stop();  // vigild dies during the backoff
+  slurm.calls.clear();
+  start();
+  advance(0.1);
+  EXPECT_TRUE(slurm.saw("requeue 10"));
+  EXPECT_TRUE(slurm.saw("down n2"));
+  // the decision is remembered across restarts: the failed attempt's other
+  // node going silent is not a second failure, only marked DOWN as well
+  stop();
+  start();
+  advance(3);
+  int requeues = 0, downs = 0;
+  for (const auto& r : of(10, EventType::recovery)) {
+    requeues += r.event.attrs["action"] == "requeue";
+    downs += r.event.attrs["action"] == "down";
+  }
+  EXPECT_EQ(requeues, 1) << dump(10);
+  EXPECT_EQ(downs, 1) << dump(10);
+  EXPECT_TRUE(slurm.saw("down n1"));
+}
+
+TEST_F(ModulesTest, NodeFailInSlurmsViewRecoversAJobVigildSawNothingOf) {
+  run_job(11, {"n1"});
+  SlurmJob j;
+  j.job = 11;
+  j.state = "NODE_FAIL";
+  j.nodes = "n1";
+  core->host.slurm_view({j}, now);
+  EXPECT_EQ(of(11, EventType::recovery).at(0).event.attrs["trouble"], "Slurm ended it with NODE_FAIL");
+  advance(5.1);
+  EXPECT_TRUE(slurm.saw("requeue 11"));
+  slurm.fail_requeue = true;
+  // a failing requeue is recorded with its error
+  run_job(12, {"n1"});
+  core->host.slurm_view({[] { SlurmJob x; x.job = 12; x.state = "NODE_FAIL"; return x; }()}, now);
+  advance(5.1);
+  EXPECT_EQ(of(12, EventType::recovery).back().event.attrs["action"], "requeue_failed");
+}
+
+TEST_F(ModulesTest, CheckpointsAreVerifiedAndARestartResumesFromTheNewestIntactOne) {
+  run_job(20, {"n1"});
+  const fs::path a = file("a.ckpt", "first"), b = file("b.ckpt", "second");
+  checkpoint(20, a, 10);
+  advance(0.1);
+  checkpoint(20, b, 20);
+  checkpoint(20, dir / "missing.ckpt", 30);
+  advance(0.1);
+  const auto v = of(20, EventType::checkpoint_verified);
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_TRUE(v[0].event.attrs["ok"].get<bool>());
+  EXPECT_FALSE(v[2].event.attrs["ok"].get<bool>());
+  std::ofstream(b) << "changed after verification";
+  std::vector<json> answers;
+  auto ask = [&] {
+    ASSERT_TRUE(core->host.request("restart_from", Caller{0, true}, {{"job", 20u}, {"restart", 1}},
+                                   [&](Result<json> r) { answers.push_back(r ? *r : json(r.error().what())); }));
+  };
+  ask();
+  ask();  // a second node of the same attempt waits for the same choice
+  EXPECT_TRUE(answers.empty()) << "answered once the files are digested again";
+  advance(0.1);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0]["path"], a.string());
+  EXPECT_EQ(answers[0]["skipped"], 1);
+  EXPECT_EQ(answers[1], answers[0]);
+  EXPECT_EQ(of(20, EventType::checkpoint_skipped).size(), 1u);
+  EXPECT_EQ(of(20, EventType::recovery).back().event.attrs["action"], "resume");
+  ask();  // remembered
+  EXPECT_EQ(answers.size(), 3u);
+  // a job without checkpoints, someone else's job, a bad request
+  bool none = false;
+  core->host.request("restart_from", Caller{0, true}, {{"job", 99u}},
+                     [&](Result<json> r) { none = r && (*r)["path"].is_null(); });
+  EXPECT_TRUE(none);
+  std::string err;
+  core->host.request("restart_from", Caller{1234, false}, {{"job", 20u}}, [&](Result<json> r) { err = r.error().what(); });
+  EXPECT_NE(err.find("denied"), std::string::npos);
+  core->host.request("restart_from", Caller{0, true}, {{"job", "x"}}, [&](Result<json> r) { err = r.error().what(); });
+  EXPECT_NE(err.find("malformed"), std::string::npos);
+}
+
+TEST_F(ModulesTest, RetentionKeepsTheNewestKAndMakesRoomWhenTheDiskIsFull) {
+  run_job(30, {"n1"}, {{"keep", 2}});
+  std::vector<fs::path> files;
+  for (int i = 0; i < 4; ++i) {
+    files.push_back(file("c" + std::to_string(i), std::string(100, static_cast<char>('a' + i))));
+    checkpoint(30, files.back(), i);
+    advance(0.1);
+    advance(0.1);  // the deletion's result
+  }
+  EXPECT_FALSE(fs::exists(files[0])) << dump(30);
+  EXPECT_FALSE(fs::exists(files[1]));
+  EXPECT_TRUE(fs::exists(files[2]));
+  EXPECT_TRUE(fs::exists(files[3]));
+  EXPECT_EQ(of(30, EventType::checkpoint_pruned).size(), 2u);
+  // out of space: everything but the newest goes, and the job goes on
+  deliver(ev(EventType::checkpoint, 30, 0, "n1",
+             {{"path", (dir / "c4").string()}, {"step", 4}, {"failed", true}, {"errno", ENOSPC}, {"error", "No space"}}));
+  advance(0.1);
+  advance(0.1);
+  EXPECT_FALSE(fs::exists(files[2]));
+  EXPECT_TRUE(fs::exists(files[3]));
+  EXPECT_EQ(core->counters.checkpoints_failed.load(), 1u);
+  EXPECT_EQ(state(30), "RUNNING");
+  // after a restart the ledger is read back from the store: pruned ones are gone
+  stop();
+  start();
+  json answer;
+  core->host.request("restart_from", Caller{0, true}, {{"job", 30u}, {"restart", 1}},
+                     [&](Result<json> r) { answer = r ? *r : json(r.error().what()); });
+  advance(0.1);
+  EXPECT_EQ(answer["path"], files[3].string()) << answer.dump();
+  EXPECT_EQ(answer["skipped"], 0);
+  // a file changed since it was verified is not deleted
+  run_job(31, {"n1"}, {{"keep", 1}});
+  const fs::path x = file("x", "x"), y = file("y", "y");
+  checkpoint(31, x, 1);
+  advance(0.1);
+  std::ofstream(x) << "rewritten by someone";
+  checkpoint(31, y, 2);
+  advance(0.1);
+  advance(0.1);
+  EXPECT_TRUE(fs::exists(x));
+  const auto p = of(31, EventType::checkpoint_pruned);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_FALSE(p[0].event.attrs["deleted"].get<bool>());
+}
+
+TEST_F(ModulesTest, ThePlannerAsksBeforeTheTimeLimitAndRequeuesAProtectedJobBeforeMaintenance) {
+  run_job(40, {"n1"});
+  run_job(41, {"n2"}, {{"protect", true}});
+  const std::time_t t = now / kS;
+  SlurmJob a;
+  a.job = 40;
+  a.state = "RUNNING";
+  a.node_names = {"n1"};
+  a.start_time = t - 3000;
+  a.end_time = t + 200;  // 300 s before the end: ask now
+  a.time_limit_min = 60;
+  SlurmJob b = a;
+  b.job = 41;
+  b.node_names = {"n2"};
+  b.end_time = t + 100000;
+  b.time_limit_min = 10000;
+  core->view.running = {a, b};
+  SlurmReservation m;
+  m.name = "maint";
+  m.maintenance = true;
+  m.start_time = t + 300;
+  m.end_time = t + 3600;
+  m.node_names = {"n2"};
+  core->view.reservations = {m};
+  std::vector<Event> batch = {ev(EventType::heartbeat, 40, 0, "n1"), ev(EventType::heartbeat, 41, 0, "n2")};
+  advance(1);
+  beat(40, "n1");
+  beat(41, "n2");
+  const auto asked = of(40, EventType::checkpoint_requested);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].event.attrs["trigger"], "time_limit");
+  EXPECT_TRUE(asked[0].event.attrs.contains("command"));
+  ASSERT_GE(of(41, EventType::checkpoint_requested).size(), 1u);  // maintenance (and freshness)
+  EXPECT_GE(core->commands.take_for(batch, now).size(), 2u) << "delivered in the steps' next ACK";
+  EXPECT_TRUE(core->commands.take_for(batch, now).empty()) << "each delivered once";
+  // job 41 answers with a checkpoint: verified, then requeued cleanly
+  checkpoint(41, file("p", "protected"), 5, "n2");
+  advance(1);
+  beat(40, "n1");
+  beat(41, "n2");
+  advance(1);
+  const auto rec = of(41, EventType::recovery);
+  ASSERT_FALSE(rec.empty()) << dump(41);
+  EXPECT_EQ(rec[0].event.attrs["action"], "requeue");
+  EXPECT_EQ(rec[0].event.attrs.value("planned", false), true) << dump(41);
+  advance(0.1);  // carried out on the recovery module's next tick
+  EXPECT_TRUE(slurm.saw("requeue 41"));
+  // a user's own request; someone else's is denied
+  std::string err;
+  core->host.request("checkpoint", Caller{1234, false}, {{"job", 40u}}, [&](Result<json> r) { err = r.error().what(); });
+  EXPECT_NE(err.find("denied"), std::string::npos);
+  bool ok = false;
+  core->host.request("checkpoint", Caller{0, true}, {{"job", 40u}}, [&](Result<json> r) { ok = static_cast<bool>(r); });
+  EXPECT_TRUE(ok);
+}
+
+TEST_F(ModulesTest, HeartbeatsBecomeAStepRowAndUsageNotEvents) {
+  run_job(50, {"n1", "n2"});
+  for (int i = 1; i <= 5; ++i) {
+    advance(1);
+    beat(50, "n1", 2.0 * i);
+    beat(50, "n2", 1.0 * i);
+  }
+  deliver(ev(EventType::heartbeat, 50, 0, "n1", {{"interval_s", 1}, {"cpu_s", 4.0}}, 0));  // a replay: nothing
+  EXPECT_TRUE(of(50, EventType::heartbeat).empty());
+  auto rows = store->steps(50);
+  ASSERT_TRUE(rows);
+  auto n1 = std::find_if(rows->begin(), rows->end(), [](auto& r) { return r.step == 0 && r.node == "n1"; });
+  ASSERT_NE(n1, rows->end());
+  EXPECT_EQ(n1->heartbeats, 5);
+  EXPECT_EQ(n1->max_gap_ms, 1000);
+  EXPECT_DOUBLE_EQ(n1->cpu_s, 10.0);
+  Store::UsageFilter f;
+  f.job = 50;
+  auto u = store->usage(f, 0, now / kS + 60, 86400);
+  ASSERT_TRUE(u);
+  ASSERT_EQ(u->size(), 1u);
+  EXPECT_NEAR((*u)[0].cpu_hours * 3600, 15.0, 1e-9);   // 10 on n1 + 5 on n2
+  EXPECT_NEAR((*u)[0].node_hours * 3600, 10.0, 1e-9);  // 5 s on each node
+  // a restart of vigild keeps counting from the stored sample
+  stop();
+  start();
+  advance(1);
+  beat(50, "n1", 12.0);
+  u = store->usage(f, 0, now / kS + 60, 86400);
+  EXPECT_NEAR((*u)[0].cpu_hours * 3600, 17.0, 1e-9);
+  // minute rows fold into hourly rows with the same totals
+  now += 3LL * 86400 * kS;
+  advance(0);
+  auto folded = store->usage(f, 0, now / kS, 86400);
+  ASSERT_TRUE(folded);
+  double cpu = 0;
+  for (auto& p : *folded) cpu += p.cpu_hours * 3600;
+  EXPECT_NEAR(cpu, 17.0, 1e-9);
+  bool answered = false;
+  core->host.request("usage", Caller{0, true}, {{"job", 50u}, {"from", 0}, {"to", now / kS}, {"interval_s", 86400}},
+                     [&](Result<json> r) { answered = r && std::abs((*r)["cpu_hours"].get<double>() * 3600 - 17) < 1e-6; });
+  EXPECT_TRUE(answered);
+  std::string err;
+  core->host.request("usage", Caller{0, true}, {{"from", 10}, {"to", 5}}, [&](Result<json> r) { err = r.error().what(); });
+  EXPECT_NE(err.find("malformed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil::controller
