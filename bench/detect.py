@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from vigil_cluster import TERMINAL, Cluster, vigil, wait_for  # noqa: E402
+from vigil_cluster import TERMINAL, Cluster, heartbeats_from, vigil, wait_for  # noqa: E402
 
 cdir = Path(sys.argv[1])
 rounds = {5: int(sys.argv[2]), 1: int(sys.argv[3])}
@@ -54,8 +54,7 @@ for interval, n in rounds.items():
         victim = node_cycle[k % 3]
         k += 1
         jid = cluster.sbatch(f"#!/bin/bash\n#SBATCH -N3\n#SBATCH --vigil-heartbeat={interval}\nsrun sleep 600\n")
-        wait_for(lambda: {e["node"] for e in events(jid)
-                          if e["type"] == "heartbeat"} >= {"n1", "n2", "n3"}, timeout=60, what="heartbeats")
+        wait_for(lambda: heartbeats_from(cluster, jid) >= {"n1", "n2", "n3"}, timeout=60, what="heartbeats")
         time.sleep(rng.uniform(0, interval))
         killed = time.time()
         cluster.kill_node(victim)

@@ -91,9 +91,10 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "vigild health and counters");
   auto* jobs = app.add_subcommand("jobs", "jobs known to vigild (yours, or all for admins)");
   auto* nodes = app.add_subcommand("nodes", "nodes with running steps: heartbeat age, lost or not");
-  std::uint32_t show_job = 0;
+  std::string show_job;
   auto* show = app.add_subcommand("show", "one job: state and timeline");
-  show->add_option("job", show_job, "Slurm job id")->required();
+  show->add_option("job", show_job, "Slurm job id (the current job with it), or a job key such as 1234.0 "
+                                    "(an earlier job whose id Slurm gave out again)")->required();
   auto* events = app.add_subcommand("events", "the event stream");
   std::uint32_t ev_job = 0;
   bool follow = false;
@@ -249,22 +250,24 @@ int main(int argc, char** argv) {
       std::cout << r->dump(2) << "\n";
       return 0;
     }
-    std::printf("%7s %-12s %-10s %-12s %-12s %6s %s\n", "JOB", "USER", "STATE", "FIRST", "LAST", "EVENTS", "LABEL");
+    std::printf("%9s %-12s %-10s %-12s %-12s %6s %s\n", "JOB", "USER", "STATE", "FIRST", "LAST", "EVENTS", "LABEL");
     for (const json& j : *r)
-      std::printf("%7u %-12s %-10s %-12s %-12s %6lld %s\n", j["job"].get<unsigned>(), j["user"].get<std::string>().c_str(),
+      std::printf("%9s %-12s %-10s %-12s %-12s %6lld %s\n", j.value("key", std::string("?")).c_str(),
+                  j["user"].get<std::string>().c_str(),
                   j["state"].get<std::string>().c_str(), fmt_time(j["first_ns"].get<std::int64_t>()).c_str(),
                   fmt_time(j["last_ns"].get<std::int64_t>()).c_str(), j["events"].get<long long>(),
                   j["label"].get<std::string>().c_str());
     return 0;
   }
   if (show->parsed()) {
-    auto r = client.request({{"op", "job"}, {"job", show_job}});
+    auto r = client.request({{"op", "job"}, {"job", show_job}});  // "1234" or "1234.0": vigild resolves it
     if (!r) return fail(r.error());
     if (as_json) {
       std::cout << r->dump(2) << "\n";
       return 0;
     }
-    std::printf("job %u  user %s  state %s  label %s  events %lld\n", show_job, (*r)["user"].get<std::string>().c_str(),
+    std::printf("job %s  user %s  state %s  label %s  events %lld\n", (*r).value("key", show_job).c_str(),
+                (*r)["user"].get<std::string>().c_str(),
                 (*r)["state"].get<std::string>().c_str(), (*r)["label"].get<std::string>().c_str(),
                 (*r)["events"].get<long long>());
     if (r->contains("transitions") && !(*r)["transitions"].empty()) {
@@ -291,8 +294,13 @@ int main(int argc, char** argv) {
     }
     print_event_header();
     for (const json& e : (*r)["timeline"]) print_event_row(e);
-    std::printf("(%lld result values: vigil tail %u; usage: vigil usage --job %u)\n", r->value("results", 0LL), show_job,
-                show_job);
+    if (r->value("current", true)) {
+      const unsigned id = (*r)["job"].get<unsigned>();
+      std::printf("(%lld result values: vigil tail %u; usage: vigil usage --job %u)\n", r->value("results", 0LL), id, id);
+    } else {
+      std::printf("(%lld result values; Slurm has since given id %u to a newer job: `vigil show %u` is that one)\n",
+                  r->value("results", 0LL), (*r)["job"].get<unsigned>(), (*r)["job"].get<unsigned>());
+    }
     return 0;
   }
   if (events->parsed()) {

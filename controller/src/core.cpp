@@ -160,7 +160,29 @@ JobFacts& Core::facts(std::uint32_t job) {
     }
   }
   if (auto st = store.job_state(job)) j.ended = is_terminal(job_state_from_name(st->first).value_or(JobState::running));
+  if (auto k = store.known_job(job)) j.owner.incarnation = k->incarnation;
   return j;
+}
+
+bool Core::retire(std::uint32_t job, const std::string& why, std::int64_t now) {
+  return transaction("retire", [&] {
+    auto st = store.job_state(job);
+    if (st && !is_terminal(job_state_from_name(st->first).value_or(JobState::running)))
+      lifecycle(job, {LifecycleInput::Kind::ended_failed, "gone from Slurm: " + why, true}, now);
+    host.retiring(job, now);  // modules write what they staged for it, then forget it
+    facts_.erase(job);
+    decided.erase(job);
+    auto key = store.retire(job, now);
+    if (!key) {
+      spdlog::error("job {}: cannot archive it for the new job with its id: {}", job, key.error().what());
+      return false;
+    }
+    counters.jobs_retired++;
+    auto row = store.job_row(*key);
+    spdlog::warn("job {}: {}; the earlier job {} is now {}", job, why, job,
+                 job_key_name(*key, row ? row->incarnation : 0));
+    return true;
+  });
 }
 
 std::vector<StepKey> Core::signal_targets(std::uint32_t job) const {

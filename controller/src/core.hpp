@@ -36,6 +36,7 @@ struct IntakeCounters {
   std::atomic<std::uint64_t> frames{0}, events_stored{0}, events_duplicate{0}, sessions_opened{0}, commits{0};
   std::atomic<std::uint64_t> nodes_lost{0}, steps_silent{0}, drains{0}, drain_failures{0};
   std::atomic<std::uint64_t> transitions{0}, reconcile_rounds{0}, reconcile_errors{0};
+  std::atomic<std::uint64_t> jobs_retired{0};  // earlier jobs archived when Slurm reused their id (ADR 0017)
   std::atomic<std::uint64_t> rules_fired{0}, stops{0}, checkpoints_failed{0}, outputs_duplicate{0};
   std::atomic<std::uint64_t> heartbeats{0}, usage_rows{0};
   std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
@@ -107,6 +108,14 @@ class Core {
 
   std::uint64_t token() { return next_token_++; }
 
+  // Run `then` (on the intake thread) once slurmctld has been asked afresh and
+  // its answer applied: a request about a job vigild has not heard of yet is
+  // answered from Slurm's current view, not one up to reconcile_interval_s
+  // old. Without a reconciliation thread, `then` runs at once. The reconcile
+  // module provides it (set_refresher).
+  void after_slurm_view(std::function<void()> then) { refresher_ ? refresher_(std::move(then)) : then(); }
+  void set_refresher(std::function<void(std::function<void()>)> r) { refresher_ = std::move(r); }
+
   // A stored event, handed to the modules (now, or after the handler that is
   // running returns).
   void dispatch(const Event& e, std::int64_t seq, std::int64_t now);
@@ -119,6 +128,11 @@ class Core {
   // Runs `f` in the open transaction, or in one of its own (committed, or
   // rolled back when `f` returns false or the commit fails). False: not committed.
   bool transaction(const char* what, const std::function<bool()>& f);
+
+  // Slurm gave `job`'s id to a new job (ADR 0017): the old job is ended if it
+  // had not, the modules forget it, and its rows move to its archived key.
+  // Opens a transaction if none is open. False: nothing changed.
+  bool retire(std::uint32_t job, const std::string& why, std::int64_t now);
 
   JobFacts& facts(std::uint32_t job);
   void forget_facts(std::uint32_t job) { facts_.erase(job); }
@@ -137,6 +151,7 @@ class Core {
   bool dispatching_ = false;
   std::uint64_t next_token_ = 1;
   std::unordered_map<std::uint32_t, JobFacts> facts_;
+  std::function<void(std::function<void()>)> refresher_;
 };
 
 json targets_json(const std::vector<StepKey>& targets);

@@ -218,7 +218,11 @@ Result<std::string> dump_path(const std::string& root, const std::string& patter
   for (std::size_t i = 0; i < pattern.size();) {
     if (pattern.compare(i, 6, "{user}") == 0) out += owner.user, i += 6;
     else if (pattern.compare(i, 5, "{uid}") == 0) out += std::to_string(owner.uid), i += 5;
-    else if (pattern.compare(i, 5, "{job}") == 0) out += std::to_string(job), i += 5;
+    else if (pattern.compare(i, 5, "{job}") == 0) {
+      out += std::to_string(job);
+      if (owner.incarnation > 0) out += "." + std::to_string(owner.incarnation);
+      i += 5;
+    }
     else out += pattern[i++];
   }
   return (fs::path(root) / out).string();

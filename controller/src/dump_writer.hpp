@@ -45,6 +45,7 @@ struct DumpOwner {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string user;
+  std::uint32_t incarnation = 0;  // >0: a later job under a reused id; {job} is "ID.N" (ADR 0017)
 };
 
 // "<root>/<pattern>" with {user}, {uid} and {job} replaced. The pattern must

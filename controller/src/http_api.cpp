@@ -86,13 +86,18 @@ struct HttpApi::Impl {
       std::lock_guard<std::mutex> g(store_mu);
       if (Store* st = db(res)) answer(res, query_jobs(*st, *who, 1000));
     });
-    server.Get(R"(/v1/jobs/(\d{1,10}))", [this](const httplib::Request& req, httplib::Response& res) {
+    // /v1/jobs/1234 (the current job with that id) or /v1/jobs/1234.1 (ADR 0017).
+    server.Get(R"(/v1/jobs/(\d{1,10}(?:\.\d{1,10})?))", [this](const httplib::Request& req, httplib::Response& res) {
       auto who = authenticate(req, res);
       if (!who) return;
-      const unsigned long long id = std::stoull(req.matches[1].str());
-      if (id > 0xffffffffULL) return send_error(res, 400, Errc::malformed, "job id out of range");
+      auto ref = parse_job_ref(req.matches[1].str());
+      if (!ref) return send_error(res, 400, Errc::malformed, "job id out of range");
       std::lock_guard<std::mutex> g(store_mu);
-      if (Store* st = db(res)) answer(res, query_job(*st, *who, static_cast<std::uint32_t>(id), 100000));
+      Store* st = db(res);
+      if (!st) return;
+      auto key = st->resolve(*ref);
+      if (!key) return send_error(res, 403, Errc::denied, "job " + req.matches[1].str() + " is unknown");
+      answer(res, query_job(*st, *who, *key, 100000));
     });
     server.Get("/v1/nodes", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authenticate(req, res)) return;

@@ -94,6 +94,7 @@ struct Intake::Impl {
                   {"transitions", counters.transitions},
                   {"reconcile_rounds", counters.reconcile_rounds},
                   {"reconcile_errors", counters.reconcile_errors},
+                  {"jobs_retired", counters.jobs_retired},
                   {"rules_fired", counters.rules_fired},
                   {"stops", counters.stops},
                   {"checkpoints_failed", counters.checkpoints_failed},
@@ -154,24 +155,53 @@ struct Intake::Impl {
     core.host.on_request("jobs", [this, limit_of](const Caller& who, const json& req, Reply reply) {
       reply(query_jobs(store, who, limit_of(req)));
     });
-    auto job_of = [](const json& req) -> Result<std::optional<std::uint32_t>> {
-      if (!req.contains("job")) return std::optional<std::uint32_t>();
-      if (!req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
-        return make_error(Errc::malformed, "job must be a 32-bit number");
-      return std::optional<std::uint32_t>(req["job"].get<std::uint32_t>());
+    // "job": 1234 (or "1234"), the current job with that id, or "1234.2", the
+    // id's third job (docs/adr/0017-job-identity.md).
+    auto ref_of = [](const json& req) -> Result<std::optional<JobRef>> {
+      if (!req.contains("job")) return std::optional<JobRef>();
+      const json& j = req["job"];
+      std::optional<JobRef> ref;
+      if (j.is_number_unsigned() && j.get<std::uint64_t>() > 0 && j.get<std::uint64_t>() <= 0xffffffffu)
+        ref = JobRef{j.get<std::uint32_t>(), std::nullopt};
+      else if (j.is_string())
+        ref = parse_job_ref(j.get<std::string>());
+      if (!ref) return make_error(Errc::malformed, "job must be a job id (1234) or a job key (1234.1)");
+      return ref;
     };
-    core.host.on_request("job", [this, limit_of, job_of](const Caller& who, const json& req, Reply reply) {
-      auto job = job_of(req);
-      if (!job) return reply(job.error());
-      if (!*job) return reply(make_error(Errc::malformed, "job request needs 'job'"));
-      reply(query_job(store, who, **job, limit_of(req)));
+    // Answers `answer(key)` for the job `ref` names. A plain id vigild has not
+    // heard of, or whose job has ended, may be a job slurmctld accepted a
+    // moment ago (under a reused id: ADR 0017): ask slurmctld first.
+    auto with_job = [this](const JobRef& ref, std::function<void(Result<JobKey>)> answer) {
+      auto resolved = [this, ref]() -> Result<JobKey> {
+        if (auto key = store.resolve(ref)) return *key;
+        return make_error(Errc::denied, "job " + std::to_string(ref.job) +
+                                            (ref.incarnation ? "." + std::to_string(*ref.incarnation) : "") +
+                                            " is unknown");
+      };
+      if (!ref.incarnation)
+        if (auto known = store.known_job(ref.job); !known || known->terminal)
+          return core.after_slurm_view([resolved, answer] { answer(resolved()); });
+      answer(resolved());
+    };
+    core.host.on_request("job", [this, limit_of, ref_of, with_job](const Caller& who, const json& req, Reply reply) {
+      auto ref = ref_of(req);
+      if (!ref) return reply(ref.error());
+      if (!*ref) return reply(make_error(Errc::malformed, "job request needs 'job'"));
+      with_job(**ref, [this, who, limit = limit_of(req), reply](Result<JobKey> key) {
+        if (!key) return reply(key.error());
+        reply(query_job(store, who, *key, limit));
+      });
     });
-    core.host.on_request("events", [this, limit_of, job_of](const Caller& who, const json& req, Reply reply) {
-      auto job = job_of(req);
-      if (!job) return reply(job.error());
+    core.host.on_request("events", [this, limit_of, ref_of, with_job](const Caller& who, const json& req, Reply reply) {
+      auto ref = ref_of(req);
+      if (!ref) return reply(ref.error());
       const std::int64_t after =
           req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
-      reply(query_events(store, who, *job, after, limit_of(req)));
+      if (!*ref) return reply(query_events(store, who, std::nullopt, after, limit_of(req)));
+      with_job(**ref, [this, who, after, limit = limit_of(req), reply](Result<JobKey> key) {
+        if (!key) return reply(key.error());
+        reply(query_events(store, who, *key, after, limit));
+      });
     });
   }
 

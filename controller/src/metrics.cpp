@@ -43,6 +43,7 @@ constexpr CounterDef kCounters[] = {
     {"vigil_job_transitions_total", "transitions", "Job state-machine transitions."},
     {"vigil_reconcile_rounds_total", "reconcile_rounds", "Reconciliation rounds against slurmctld."},
     {"vigil_reconcile_errors_total", "reconcile_errors", "Reconciliation rounds that failed (slurmctld unreachable)."},
+    {"vigil_jobs_retired_total", "jobs_retired", "Earlier jobs archived because Slurm gave their id to a new job."},
     {"vigil_rules_fired_total", "rules_fired", "Early-signal rules that matched a result value."},
     {"vigil_stops_total", "stops", "Jobs stopped (and gathered) by Vigil."},
     {"vigil_outputs_duplicate_total", "outputs_duplicate", "Outputs reported again with content already registered (not recorded twice)."},

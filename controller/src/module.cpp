@@ -68,6 +68,10 @@ void ModuleHost::digest(DigestWorker::Done& d, std::int64_t now) {
   it->second(d, now);
 }
 
+void ModuleHost::retiring(std::uint32_t job, std::int64_t now) {
+  for (const RetireFn& fn : retire_) fn(job, now);
+}
+
 std::vector<std::string> ModuleHost::ops() const {
   std::vector<std::string> out;
   for (const auto& [op, fn] : request_) out.push_back(op);

@@ -34,6 +34,10 @@
 //   on_request(op)    a client's REQUEST; the handler answers through Reply,
 //                     now or later (restart_from waits for a digest).
 //   on_digest(kind)   a DigestWorker result (checkpoint digests, deletions).
+//   on_retire         Slurm gave this job's id to a new job (ADR 0017): write
+//                     now whatever is staged for the old job, then forget every
+//                     bit of state held under the id. Called inside the
+//                     transaction, before the old job's rows are re-keyed.
 //
 // A handler that fails logs and counts; it never throws across the table and
 // never stops the other modules. Time is the injected Core::clock.
@@ -75,6 +79,7 @@ class ModuleHost {
   using SlurmViewFn = std::function<void(const std::vector<SlurmJob>& changed, std::int64_t now)>;
   using RequestFn = std::function<void(const Caller&, const json& req, Reply)>;
   using DigestFn = std::function<void(DigestWorker::Done&, std::int64_t now)>;
+  using RetireFn = std::function<void(std::uint32_t job, std::int64_t now)>;
 
   void on_validate(ValidateFn fn) { validate_.push_back(std::move(fn)); }
   void on_event(std::initializer_list<EventType> types, EventFn fn);
@@ -87,6 +92,7 @@ class ModuleHost {
   void on_tick(TickFn fn) { tick_.push_back(std::move(fn)); }
   void on_request(const std::string& op, RequestFn fn);
   void on_digest(DigestWorker::Task::Kind kind, DigestFn fn) { digest_[kind] = std::move(fn); }
+  void on_retire(RetireFn fn) { retire_.push_back(std::move(fn)); }
 
   // Dispatch (called by Core and the intake).
   std::optional<Error> validate(const Event& e, uid_t sender, std::int64_t now);
@@ -101,6 +107,7 @@ class ModuleHost {
   void tick(std::int64_t now);
   bool request(const std::string& op, const Caller& who, const json& req, Reply reply);  // false: unknown op
   void digest(DigestWorker::Done& d, std::int64_t now);
+  void retiring(std::uint32_t job, std::int64_t now);
   std::vector<std::string> ops() const;
 
  private:
@@ -114,6 +121,7 @@ class ModuleHost {
   std::vector<TickFn> tick_;
   std::map<std::string, RequestFn> request_;
   std::map<DigestWorker::Task::Kind, DigestFn> digest_;
+  std::vector<RetireFn> retire_;
 };
 
 // Every module: built with the Core, registers its callbacks in its

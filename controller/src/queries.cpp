@@ -33,16 +33,29 @@ json event_json(const StoredEvent& s) {
 
 json job_json(const JobRow& r) {
   const std::int64_t uid = r.uid == static_cast<uid_t>(-1) ? -1 : static_cast<std::int64_t>(r.uid);
-  return {{"job", r.job},           {"uid", uid},           {"user", r.user},     {"state", r.state},
-          {"first_ns", r.first_ns}, {"last_ns", r.last_ns}, {"events", r.events}, {"label", r.label},
-          {"restart", r.restart},   {"slurm_state", r.slurm_state}};
+  // job: the Slurm id; key: the name that reaches this very job, even after
+  // Slurm gave the id to another (ADR 0017).
+  return {{"job", slurm_id_of(r.job)},
+          {"key", job_key_name(r.job, r.incarnation)},
+          {"incarnation", r.incarnation},
+          {"current", !is_archived(r.job)},
+          {"submit_s", r.submit_s},
+          {"uid", uid},
+          {"user", r.user},
+          {"state", r.state},
+          {"first_ns", r.first_ns},
+          {"last_ns", r.last_ns},
+          {"events", r.events},
+          {"label", r.label},
+          {"restart", r.restart},
+          {"slurm_state", r.slurm_state}};
 }
 
 namespace {
-Status may_see(Store& store, const Caller& who, std::uint32_t job) {
+Status may_see(Store& store, const Caller& who, JobKey job) {
   if (who.admin) return ok_status();
   if (store.job_owner(job) == who.uid) return ok_status();
-  return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours");
+  return make_error(Errc::denied, "job " + std::to_string(slurm_id_of(job)) + " is not yours");
 }
 }  // namespace
 
@@ -54,7 +67,7 @@ Result<json> query_jobs(Store& store, const Caller& who, int limit) {
   return arr;
 }
 
-Result<json> query_events(Store& store, const Caller& who, std::optional<std::uint32_t> job, std::int64_t after,
+Result<json> query_events(Store& store, const Caller& who, std::optional<JobKey> job, std::int64_t after,
                           int limit) {
   if (job)
     if (auto s = may_see(store, who, *job); !s) return s.error();
@@ -65,10 +78,10 @@ Result<json> query_events(Store& store, const Caller& who, std::optional<std::ui
   return arr;
 }
 
-Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int limit) {
+Result<json> query_job(Store& store, const Caller& who, JobKey job, int limit) {
   if (auto s = may_see(store, who, job); !s) return s.error();
   auto row = store.job_row(job);
-  if (!row) return make_error(Errc::denied, "job " + std::to_string(job) + " is unknown");
+  if (!row) return make_error(Errc::denied, "job " + std::to_string(slurm_id_of(job)) + " is unknown");
   json info = job_json(*row);
   // Result values are many and have their own view (`vigil tail`, the HDF5
   // dump): the timeline counts them instead of listing them.

@@ -26,8 +26,8 @@ json job_json(const JobRow& r);
 
 Result<json> query_jobs(Store& store, const Caller& who, int limit);
 // The job row with its timeline (events) and its state transitions.
-Result<json> query_job(Store& store, const Caller& who, std::uint32_t job, int limit);
-Result<json> query_events(Store& store, const Caller& who, std::optional<std::uint32_t> job, std::int64_t after,
+Result<json> query_job(Store& store, const Caller& who, JobKey job, int limit);
+Result<json> query_events(Store& store, const Caller& who, std::optional<JobKey> job, std::int64_t after,
                           int limit);
 
 }  // namespace vigil::controller

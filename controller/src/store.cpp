@@ -93,15 +93,24 @@ const char* const kMigrations[] = {
       FROM events WHERE node IS NOT NULL AND step IS NOT NULL AND type IN (2,3,4,5,6,7,8,12,13)
       GROUP BY job, step, node HAVING sum(type IN (2,3,8)) > 0;
     )sql",
+    // 4: job keys (docs/adr/0017-job-identity.md). `job` columns may now hold
+    //    an archived key, ((incarnation + 1) << 32) | id, for an earlier job
+    //    whose id Slurm gave out again; jobs record which incarnation of their
+    //    id they are and slurmctld's submit time. Existing jobs are the first
+    //    (and current) incarnation of their ids.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN submit_s INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 #define JOB_COLUMNS \
   "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
-  "coalesce(slurm_state,'')"
+  "coalesce(slurm_state,''),incarnation,submit_s"
 
 JobRow job_from_row(sqlite3_stmt* s) {
   JobRow r;
-  r.job = static_cast<std::uint32_t>(sqlite3_column_int64(s, 0));
+  r.job = static_cast<JobKey>(sqlite3_column_int64(s, 0));
   r.uid = static_cast<uid_t>(sqlite3_column_int64(s, 1));
   r.user = text_col(s, 2);
   r.state = text_col(s, 3);
@@ -111,6 +120,8 @@ JobRow job_from_row(sqlite3_stmt* s) {
   r.label = text_col(s, 7);
   r.restart = static_cast<std::uint32_t>(sqlite3_column_int64(s, 8));
   r.slurm_state = text_col(s, 9);
+  r.incarnation = static_cast<std::uint32_t>(sqlite3_column_int64(s, 10));
+  r.submit_s = sqlite3_column_int64(s, 11);
   return r;
 }
 
@@ -249,7 +260,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_on
       !prep(st->st_->get_state, "SELECT state, restart FROM jobs WHERE job=?1") ||
       !prep(st->st_->ensure_job,
             "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?2,0) ON CONFLICT(job) DO NOTHING") ||
-      !prep(st->st_->slurm_info, "UPDATE jobs SET slurm_state=?2, restart=max(restart,?3) WHERE job=?1") ||
+      !prep(st->st_->slurm_info, "UPDATE jobs SET slurm_state=?2, restart=max(restart,?3),"
+            " submit_s=CASE WHEN ?4>0 THEN ?4 ELSE submit_s END WHERE job=?1") ||
       !prep(st->st_->owner, "SELECT uid FROM jobs WHERE job=? AND uid IS NOT NULL") ||
       // Events are never deleted, so the AUTOINCREMENT high-water mark is the
       // count, found in O(log n) instead of a scan of millions of rows.
@@ -423,17 +435,19 @@ Status Store::transition(std::uint32_t job, const std::string& from, const std::
   return ok_status();
 }
 
-Status Store::record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart) {
+Status Store::record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart,
+                                std::int64_t submit_s) {
   sqlite3_stmt* s = st_->slurm_info.s;
   sqlite3_reset(s);
   sqlite3_bind_int64(s, 1, job);
   sqlite3_bind_text(s, 2, slurm_state.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(s, 3, restart);
+  sqlite3_bind_int64(s, 4, submit_s);
   if (sqlite3_step(s) != SQLITE_DONE) return db_error(db_, "record slurm view");
   return ok_status();
 }
 
-Result<std::vector<TransitionRow>> Store::transitions(std::uint32_t job) {
+Result<std::vector<TransitionRow>> Store::transitions(JobKey job) {
   Stmt s;
   if (sqlite3_prepare_v2(db_, "SELECT from_state,to_state,reason,ts_ns FROM transitions WHERE job=? ORDER BY seq", -1,
                          &s.s, nullptr) != SQLITE_OK)
@@ -445,7 +459,7 @@ Result<std::vector<TransitionRow>> Store::transitions(std::uint32_t job) {
   return out;
 }
 
-std::optional<uid_t> Store::job_owner(std::uint32_t job) {
+std::optional<uid_t> Store::job_owner(JobKey job) {
   sqlite3_stmt* s = st_->owner.s;
   sqlite3_reset(s);
   sqlite3_bind_int64(s, 1, job);
@@ -463,16 +477,19 @@ std::int64_t Store::event_count() {
   return n;
 }
 
+// Newest first: the current jobs by id, then archived ones (ADR 0017), each a
+// range of the rowid (no sort).
 Result<std::vector<JobRow>> Store::jobs(std::optional<uid_t> only_uid, int limit) {
-  Stmt s;
-  const char* sql = only_uid
-      ? "SELECT " JOB_COLUMNS " FROM jobs WHERE uid=?2 ORDER BY job DESC LIMIT ?1"
-      : "SELECT " JOB_COLUMNS " FROM jobs ORDER BY job DESC LIMIT ?1";
-  if (sqlite3_prepare_v2(db_, sql, -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "jobs");
-  sqlite3_bind_int(s.s, 1, limit);
-  if (only_uid) sqlite3_bind_int64(s.s, 2, *only_uid);
   std::vector<JobRow> out;
-  while (sqlite3_step(s.s) == SQLITE_ROW) out.push_back(job_from_row(s.s));
+  for (const char* range : {"job < 4294967296", "job >= 4294967296"}) {
+    Stmt s;
+    const std::string sql = std::string("SELECT " JOB_COLUMNS " FROM jobs WHERE ") + range +
+                            (only_uid ? " AND uid=?2" : "") + " ORDER BY job DESC LIMIT ?1";
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "jobs");
+    sqlite3_bind_int(s.s, 1, limit - static_cast<int>(out.size()));
+    if (only_uid) sqlite3_bind_int64(s.s, 2, *only_uid);
+    while (sqlite3_step(s.s) == SQLITE_ROW) out.push_back(job_from_row(s.s));
+  }
   return out;
 }
 
@@ -485,7 +502,7 @@ std::map<std::string, std::int64_t> Store::jobs_by_state() {
   return out;
 }
 
-std::optional<JobRow> Store::job_row(std::uint32_t job) {
+std::optional<JobRow> Store::job_row(JobKey job) {
   Stmt s;
   if (sqlite3_prepare_v2(db_, "SELECT " JOB_COLUMNS " FROM jobs WHERE job=?1", -1, &s.s, nullptr) != SQLITE_OK)
     return std::nullopt;
@@ -494,7 +511,7 @@ std::optional<JobRow> Store::job_row(std::uint32_t job) {
   return job_from_row(s.s);
 }
 
-Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job, std::int64_t after_seq, int limit,
+Result<std::vector<StoredEvent>> Store::events(std::optional<JobKey> job, std::int64_t after_seq, int limit,
                                                std::optional<uid_t> only_uid, std::optional<EventType> only_type,
                                                bool exclude_type) {
   Stmt s;
@@ -508,7 +525,7 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job,
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "events");
   sqlite3_bind_int64(s.s, 1, after_seq);
   sqlite3_bind_int(s.s, 2, limit);
-  if (job) sqlite3_bind_int64(s.s, 3, *job);
+  if (job) sqlite3_bind_int64(s.s, 3, static_cast<std::int64_t>(*job));
   if (only_uid) sqlite3_bind_int64(s.s, 4, *only_uid);
   if (only_type) sqlite3_bind_int(s.s, 5, static_cast<int>(*only_type));
   std::vector<StoredEvent> out;
@@ -532,7 +549,7 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<std::uint32_t> job,
   return out;
 }
 
-std::optional<StoredEvent> Store::latest(std::uint32_t job, EventType type) {
+std::optional<StoredEvent> Store::latest(JobKey job, EventType type) {
   Stmt s;
   if (sqlite3_prepare_v2(db_, "SELECT max(seq) FROM events WHERE job=?1 AND type=?2", -1, &s.s, nullptr) != SQLITE_OK)
     return std::nullopt;
@@ -551,7 +568,8 @@ Result<std::vector<std::pair<std::uint32_t, bool>>> Store::jobs_needing_dump() {
           "SELECT job, final FROM (SELECT j.job AS job,"
           " j.state IN ('COMPLETED','FAILED','CANCELLED','STOPPED') AS final,"
           " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=10) AS last_result,"
-          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=16) AS last_final FROM jobs j)"
+          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=16) AS last_final FROM jobs j"
+          " WHERE j.job < 4294967296)"  // current jobs only: an archived job's dump was finalised
           " WHERE last_result IS NOT NULL AND (NOT final OR last_final IS NULL OR last_final < last_result)",
           -1, &s.s, nullptr) != SQLITE_OK)
     return db_error(db_, "jobs needing a dump");
@@ -561,7 +579,7 @@ Result<std::vector<std::pair<std::uint32_t, bool>>> Store::jobs_needing_dump() {
   return out;
 }
 
-std::int64_t Store::count_events(std::uint32_t job, EventType type) {
+std::int64_t Store::count_events(JobKey job, EventType type) {
   Stmt s;
   if (sqlite3_prepare_v2(db_, "SELECT count(*) FROM events WHERE job=?1 AND type=?2", -1, &s.s, nullptr) != SQLITE_OK)
     return 0;

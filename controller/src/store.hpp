@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "identity.hpp"
 #include "vigil/message.hpp"
 #include "vigil/result.hpp"
 
@@ -23,7 +24,7 @@ struct sqlite3;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -33,7 +34,7 @@ struct StoredEvent {
 };
 
 struct JobRow {
-  std::uint32_t job = 0;
+  JobKey job = 0;  // the Slurm id, or an archived key (identity.hpp)
   uid_t uid = 0;
   std::string user;
   std::string state;
@@ -43,6 +44,8 @@ struct JobRow {
   std::string label;
   std::uint32_t restart = 0;
   std::string slurm_state;
+  std::uint32_t incarnation = 0;  // 0: the first job with this id
+  std::int64_t submit_s = 0;      // slurmctld's submit time, 0: not seen
 };
 
 enum class InsertOutcome { stored, duplicate };
@@ -66,7 +69,7 @@ class Store {
   // establishes ownership (a start event from Slurm's own processes).
   Result<InsertOutcome> insert(const Event& e, uid_t sender_uid, std::int64_t received_ns);
 
-  std::optional<uid_t> job_owner(std::uint32_t job);
+  std::optional<uid_t> job_owner(JobKey job);
   // Lifecycle (inside a transaction): the job row, its state and restart count,
   // a state change with its reason, what slurmctld last reported.
   Status ensure_job(std::uint32_t job, std::int64_t now_ns);
@@ -74,18 +77,20 @@ class Store {
   std::optional<std::pair<std::string, std::uint32_t>> job_state(std::uint32_t job);
   Status transition(std::uint32_t job, const std::string& from, const std::string& to, const std::string& reason,
                     std::int64_t ts_ns);
-  Status record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart);
-  Result<std::vector<TransitionRow>> transitions(std::uint32_t job);
+  // submit_s: slurmctld's submit time (0: leave as is).
+  Status record_slurm_view(std::uint32_t job, const std::string& slurm_state, std::uint32_t restart,
+                           std::int64_t submit_s = 0);
+  Result<std::vector<TransitionRow>> transitions(JobKey job);
   Result<std::vector<JobRow>> jobs(std::optional<uid_t> only_uid, int limit);
-  std::optional<JobRow> job_row(std::uint32_t job);
+  std::optional<JobRow> job_row(JobKey job);
   std::map<std::string, std::int64_t> jobs_by_state();
-  Result<std::vector<StoredEvent>> events(std::optional<std::uint32_t> job, std::int64_t after_seq,
+  Result<std::vector<StoredEvent>> events(std::optional<JobKey> job, std::int64_t after_seq,
                                           int limit, std::optional<uid_t> only_uid,
                                           std::optional<EventType> only_type = std::nullopt,
                                           bool exclude_type = false);  // then: all but only_type
-  std::int64_t count_events(std::uint32_t job, EventType type);
+  std::int64_t count_events(JobKey job, EventType type);
   // The newest stored event of `type` for `job`, if any.
-  std::optional<StoredEvent> latest(std::uint32_t job, EventType type);
+  std::optional<StoredEvent> latest(JobKey job, EventType type);
   // Jobs not in a final state that have stored results (to rebuild their dumps
   // after a restart), and the seq of the newest insert() that stored an event.
   // (job, ended) for jobs whose dump may be stale: not ended yet, or ended
@@ -116,7 +121,7 @@ class Store {
     bool silent = false;  // reported silent or lost, not heard from since
   };
   Status put_step(const StepRow& r);  // inside a transaction
-  Result<std::vector<StepRow>> steps(std::uint32_t job);
+  Result<std::vector<StepRow>> steps(JobKey job);
   std::optional<StepRow> step_row(std::uint32_t job, std::uint32_t step, const std::string& node);
   // Usage of one job on one node in one interval; added to what is there.
   struct UsageRow {
@@ -131,7 +136,7 @@ class Store {
   // s), of the jobs matching every filter given.
   struct UsageFilter {
     std::optional<std::string> account, user, study;
-    std::optional<std::uint32_t> job;
+    std::optional<JobKey> job;
   };
   struct UsagePoint {
     std::int64_t t_s = 0;
@@ -141,6 +146,17 @@ class Store {
   // Minute rows older than `before_s` become hour rows (same totals). Returns rows folded.
   Result<std::int64_t> compact_usage(std::int64_t before_s);
   Status set_account(std::uint32_t job, const std::string& account);
+
+  // Job identity (store_identity.cpp; schema v4, docs/adr/0017-job-identity.md).
+  // What is recorded about the current job with this id.
+  std::optional<KnownJob> known_job(std::uint32_t job);
+  bool has_event(const EventId& id);
+  // Slurm reused the id: the current job's rows in every table move to its
+  // archived key, which is returned, and the id gets a fresh row (next
+  // incarnation). Inside a transaction.
+  Result<JobKey> retire(std::uint32_t job, std::int64_t now_ns);
+  // "1234" (the current job) or "1234.2" to its key; nullopt: no such job.
+  std::optional<JobKey> resolve(const JobRef& ref);
   int schema_version();
 
  private:

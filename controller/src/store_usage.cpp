@@ -54,7 +54,7 @@ Store::StepRow step_from(sqlite3_stmt* s) {
 }
 }  // namespace
 
-Result<std::vector<Store::StepRow>> Store::steps(std::uint32_t job) {
+Result<std::vector<Store::StepRow>> Store::steps(JobKey job) {
   Stmt s;
   const std::string sql = std::string("SELECT ") + kStepCols + " FROM steps WHERE job=?1 ORDER BY step, node";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "steps");
@@ -80,7 +80,7 @@ std::optional<Store::StepRow> Store::step_row(std::uint32_t job, std::uint32_t s
 // speaks. Reads the partial index of open steps: no timeline is scanned.
 Result<std::vector<Store::OpenStep>> Store::open_steps() {
   Stmt s;
-  if (sqlite3_prepare_v2(db_, "SELECT job, step, node, interval_s FROM steps WHERE ended_ns = 0 AND silent = 0", -1,
+  if (sqlite3_prepare_v2(db_, "SELECT job, step, node, interval_s FROM steps WHERE ended_ns = 0 AND silent = 0 AND job < 4294967296", -1,
                          &s.s, nullptr) != SQLITE_OK)
     return db_error(db_, "open steps");
   std::vector<OpenStep> out;

@@ -4,15 +4,9 @@ hung step on a live node told apart from a lost node."""
 import subprocess
 import time
 
-from vigil_cluster import vigil, wait_for
+from vigil_cluster import heartbeats_from, vigil, wait_for
 
 VIGILD_CONFIG = "drain_on_node_loss: true\n"
-
-
-def heartbeats_from(cluster, jid):
-    """Nodes that sent the job heartbeats (the job's steps rows: heartbeats are not timeline events)."""
-    job = vigil(cluster, "show", str(jid), check=False)
-    return {s["node"] for s in job.get("steps", []) if s["heartbeats"] > 0} if isinstance(job, dict) else set()
 
 
 def first_event(cluster, jid, etype, node=None):

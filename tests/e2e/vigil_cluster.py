@@ -183,6 +183,12 @@ def vigil(cluster, *args, user=None, check=True, as_json=True, timeout=30):
     return r
 
 
+def heartbeats_from(cluster, jid):
+    """Nodes that sent the job heartbeats (the job's steps rows: heartbeats are not timeline events)."""
+    job = vigil(cluster, "show", str(jid), check=False)
+    return {s["node"] for s in job.get("steps", []) if s["heartbeats"] > 0} if isinstance(job, dict) else set()
+
+
 def wait_for(predicate, timeout=15, interval=0.2, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

@@ -20,6 +20,11 @@ CheckpointLedger::CheckpointLedger(Core& core) : core_(core) {
                        [this](DigestWorker::Done& d, std::int64_t now) { digested(d, now); });
   core_.host.on_digest(DigestWorker::Task::Kind::choose,
                        [this](DigestWorker::Done& d, std::int64_t now) { chosen(d, now); });
+  // A new job under this id starts with an empty ledger (ADR 0017).
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t) {
+    ledger_.erase(job);
+    std::erase_if(chosen_, [job](const auto& kv) { return kv.first.first == job; });
+  });
 }
 
 const std::vector<CheckpointEntry>& CheckpointLedger::verified(std::uint32_t job) {

@@ -32,6 +32,21 @@ LivenessModule::LivenessModule(Core& core) : core_(core) {
   core_.host.on_precommit([this] { return flush(); });
   core_.host.on_abort([this] { rows_.clear(); });
   core_.host.on_tick([this](std::int64_t now) { detect(now); });
+  // The old job under a reused id (ADR 0017): its rows of this group are
+  // written under it now, and its steps are no longer watched.
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t) {
+    for (auto it = rows_.begin(); it != rows_.end();) {
+      if (it->first.job != job) {
+        ++it;
+        continue;
+      }
+      if (auto s = core_.store.put_step(it->second); !s) spdlog::error("liveness: {}", s.error().what());
+      it = rows_.erase(it);
+    }
+    std::erase_if(last_beat_, [job](const auto& kv) { return kv.first.job == job; });
+    attempt_seen_.erase(job);
+    for (const StepKey& k : core_.monitor.steps_of(job)) core_.monitor.ended(k);
+  });
   core_.host.on_request("nodes", [this](const Caller&, const json&, Reply reply) {
     json arr = json::array();
     const std::int64_t now = core_.clock();

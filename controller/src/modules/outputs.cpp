@@ -7,6 +7,8 @@ namespace vigil::controller {
 
 OutputsModule::OutputsModule(Core& core) : core_(core) {
   core_.host.on_event({EventType::output}, [this](const Event& e, std::int64_t, std::int64_t) { add(e); });
+  // A new job under a reused id is not a retry of the old one (ADR 0017).
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t) { outputs_.erase(job); });
   core_.host.on_digest(DigestWorker::Task::Kind::output,
                        [this](DigestWorker::Done& d, std::int64_t now) { digested(d, now); });
   core_.host.on_digest(DigestWorker::Task::Kind::prune_output, [](DigestWorker::Done& d, std::int64_t) {

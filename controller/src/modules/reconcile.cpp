@@ -12,11 +12,27 @@ ReconcileModule::ReconcileModule(Core& core) : core_(core) {
   core_.host.on_tick([this](std::int64_t now) { apply(now); });
 }
 
+// Wake the thread for a round of its own; `then` runs after the round that
+// starts after this call is applied (a round already under way may predate
+// the job asked about).
+void ReconcileModule::refresh(std::function<void()> then) {
+  std::uint64_t need;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    need = rounds_ + (fetching_ ? 2 : 1);
+    wake_ = true;
+  }
+  cv_.notify_all();
+  waiting_.emplace_back(need, std::move(then));
+}
+
 ReconcileModule::~ReconcileModule() { stop(); }
 
 void ReconcileModule::start() {
-  if (core_.slurm && core_.cfg.reconcile_interval_s > 0 && !thread_.joinable())
+  if (core_.slurm && core_.cfg.reconcile_interval_s > 0 && !thread_.joinable()) {
     thread_ = std::thread([this] { loop(); });
+    core_.set_refresher([this](std::function<void()> then) { refresh(std::move(then)); });
+  }
 }
 
 void ReconcileModule::stop() {
@@ -32,6 +48,8 @@ void ReconcileModule::stop() {
 void ReconcileModule::loop() {
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
+    wake_ = false;
+    fetching_ = true;
     const std::time_t since = since_;
     lk.unlock();
     auto r = core_.slurm->load_jobs(since);
@@ -63,7 +81,9 @@ void ReconcileModule::loop() {
         spdlog::warn("reservations: {}", resv.error().message);
       }
     }
-    cv_.wait_for(lk, std::chrono::seconds(core_.cfg.reconcile_interval_s), [&] { return stop_; });
+    rounds_++;
+    fetching_ = false;
+    cv_.wait_for(lk, std::chrono::seconds(core_.cfg.reconcile_interval_s), [&] { return stop_ || wake_; });
   }
 }
 
@@ -103,18 +123,44 @@ bool ReconcileModule::failed_by_policy(std::uint32_t job) {
 
 void ReconcileModule::apply(std::int64_t now) {
   std::vector<SlurmJob> jobs;
+  std::uint64_t round;
   {
     std::lock_guard<std::mutex> g(mu_);
     jobs.swap(pending_);
+    round = rounds_;
     if (fetched_new_) {
       core_.view = fetched_;
       fetched_new_ = false;
     }
   }
-  if (jobs.empty()) return;
+  if (!jobs.empty()) apply_jobs(jobs, now);
+  // Requests waiting for a fresh view, now applied (reply() may add more).
+  if (!waiting_.empty()) {
+    std::vector<std::function<void()>> due;
+    std::erase_if(waiting_, [&](auto& w) {
+      if (w.first > round) return false;
+      due.push_back(std::move(w.second));
+      return true;
+    });
+    for (auto& f : due) f();
+  }
+}
+
+void ReconcileModule::apply_jobs(const std::vector<SlurmJob>& jobs, std::int64_t now) {
   using K = LifecycleInput::Kind;
   core_.transaction("reconciliation", [&] {
     for (const SlurmJob& j : jobs) {
+      // A different job under an id vigild knows (ADR 0017): the old one is
+      // archived before anything of the new one is applied.
+      if (auto known = core_.store.known_job(j.job);
+          known && slurm_reports_new_job(*known, static_cast<std::int64_t>(j.submit_time), j.restart, j.state))
+        core_.retire(j.job,
+                     "slurmctld lists job " + std::to_string(j.job) + " " + j.state + " at restart " +
+                         std::to_string(j.restart) + ", submitted at " + std::to_string(j.submit_time) +
+                         "; the job vigild knew was " + known->slurm_state + " at restart " +
+                         std::to_string(known->restart) + ", submitted at " + std::to_string(known->submit_s) +
+                         ": a new job under this id",
+                     now);
       record_submit(j, now);
       if (failed_by_policy(j.job)) continue;  // Vigil's verdict, with its reason, stands
       core_.store.ensure_job(j.job, now);
@@ -125,7 +171,7 @@ void ReconcileModule::apply(std::int64_t now) {
       const auto cur = core_.store.job_state(j.job);
       if (cur && j.restart > cur->second)
         core_.lifecycle(j.job, {K::requeued, "restart " + std::to_string(j.restart), true}, now);
-      core_.store.record_slurm_view(j.job, j.state, j.restart);
+      core_.store.record_slurm_view(j.job, j.state, j.restart, static_cast<std::int64_t>(j.submit_time));
       const std::string why = "slurmctld: " + j.state;
       if (j.state == "PENDING") core_.lifecycle(j.job, {K::slurm_pending, why, true}, now);
       else if (j.state == "RUNNING") core_.lifecycle(j.job, {K::slurm_running, why, true}, now);

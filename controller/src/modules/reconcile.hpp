@@ -3,13 +3,17 @@
 // In:    the job table from slurmctld (incremental: only when it changed) and
 //        its reservations, fetched on a thread of this module's own every
 //        `reconcile_interval_s`.
-// Out:   each job's `submit` event (what was requested: account, partition,
+// Out:   an earlier job archived when slurmctld lists a new job under its id
+//        (identity.hpp: a different submit time without a requeue); each
+//        job's `submit` event (what was requested: account, partition,
 //        resources; stored once per job), ownership, the Slurm state and restart
 //        count on the job row, state changes (Slurm has the last word on how a
 //        job ended); Core::view (running jobs, reservations) for the planner;
 //        the changed jobs to on_slurm_view (recovery reacts to NODE_FAIL).
+//        Core::after_slurm_view: a round fetched now (not at the next
+//        interval), its callbacks run once that round is applied.
 // State: the thread, what it fetched and has not yet applied, the last update
-//        time slurmctld reported.
+//        time slurmctld reported; callbacks waiting for a round.
 // Fails: slurmctld unreachable: warning, `reconcile_errors` counted, retried
 //        next interval; the intake is never blocked by it.
 #pragma once
@@ -27,8 +31,10 @@ class ReconcileModule : public Module {
   explicit ReconcileModule(Core& core);
   ~ReconcileModule() override;
   const char* name() const override { return "reconcile"; }
-  void start();  // the thread; not in tests that drive apply() themselves
+  void start();  // the thread; not in tests that drive apply_jobs() themselves
   void stop();
+  // slurmctld's jobs, applied: on the intake thread (tick), or by a test.
+  void apply_jobs(const std::vector<SlurmJob>& jobs, std::int64_t now);
 
  private:
   void loop();
@@ -40,8 +46,13 @@ class ReconcileModule : public Module {
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
+  void refresh(std::function<void()> then);
   std::vector<SlurmJob> pending_;  // under mu_
   std::time_t since_ = 0;          // under mu_
+  bool wake_ = false;              // under mu_: fetch now
+  std::uint64_t rounds_ = 0;       // under mu_: rounds fetched (ok or not)
+  bool fetching_ = false;          // under mu_: a round is under way
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> waiting_;  // round needed -> callback
   Core::ClusterView fetched_;      // under mu_
   bool fetched_new_ = false;       // under mu_
 };

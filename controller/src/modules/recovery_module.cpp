@@ -10,6 +10,13 @@ namespace vigil::controller {
 RecoveryModule::RecoveryModule(Core& core, CheckpointLedger& ledger) : core_(core), ledger_(ledger) {
   if (!core_.slurm) return;  // nothing to act through: the module is off
   core_.host.on_tick([this](std::int64_t now) { tick(now); });
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t) {  // ADR 0017: nothing carries over
+    requeues_.erase(job);
+    excludes_.erase(job);
+    exclude_next_.erase(job);
+    release_at_.erase(job);
+    release_after_.erase(job);
+  });
   core_.host.on_event({EventType::job_start}, [this](const Event& e, std::int64_t, std::int64_t) {
     excludes_.erase(e.job);  // running again: leave it alone
   });

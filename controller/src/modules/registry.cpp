@@ -4,6 +4,7 @@
 #include "checkpoint_ledger.hpp"
 #include "checkpoint_planning.hpp"
 #include "checkpoint_retention.hpp"
+#include "identity_module.hpp"
 #include "lifecycle_module.hpp"
 #include "liveness.hpp"
 #include "outputs.hpp"
@@ -21,6 +22,7 @@ ModuleSet load_modules(Core& core) {
     m.all.push_back(std::move(mod));
     return raw;
   };
+  add(std::make_unique<IdentityModule>(core));  // first: the job an event belongs to
   add(std::make_unique<LivenessModule>(core));
   add(std::make_unique<LifecycleModule>(core));
   m.reconcile = add(std::make_unique<ReconcileModule>(core));

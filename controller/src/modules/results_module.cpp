@@ -29,6 +29,7 @@ ResultsModule::ResultsModule(Core& core) : core_(core) {
     staged_.clear();
   });
   core_.host.on_abort([this] { staged_.clear(); });  // rolled back: the senders resend them
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t now) { retire(job, now); });
   core_.host.on_tick([this](std::int64_t now) { tick(now); });
   core_.host.on_request("results", [this](const Caller& who, const json& req, Reply reply) { reply(query(who, req)); });
   core_.host.on_request("stop", [this](const Caller& who, const json& req, Reply reply) {
@@ -214,6 +215,29 @@ void ResultsModule::tick(std::int64_t now) {
     if (j.dump) dumps_->finalise(it->first, j.owner, "job ended");
     it = finalise_at_.erase(it);
   }
+  record_finished(now);
+}
+
+// Slurm reused the id (ADR 0017). A dump still waiting to be finalised (the
+// old job ended within the grace, or Core::retire just ended it) is finalised
+// now, from the values the store held before this transaction, and its
+// `results_final` recorded under the old job, so both move to its archived
+// key. The new job's dump is a file of its own (DumpOwner::incarnation).
+void ResultsModule::retire(std::uint32_t job, std::int64_t now) {
+  rules_.erase(job);
+  stops_.erase(job);
+  staged_.erase(job);  // stored under the old job; not in its dump
+  if (!dumps_ || !finalise_at_.count(job)) return (void)finalise_at_.erase(job);
+  finalise_at_.erase(job);
+  const JobFacts& f = core_.facts(job);
+  if (!f.dump) return;
+  dumps_->finalise(job, f.owner, "job id reused by Slurm");
+  dumps_->drain();  // rare, and short: one file's last rows and its digest
+  record_finished(now);
+}
+
+// Each finalised dump's `results_final` event (files, sizes, SHA-256).
+void ResultsModule::record_finished(std::int64_t now) {
   for (DumpFinal& d : dumps_->take_finished()) {
     if (d.ok && d.files.empty()) continue;  // a job without results
     json files = json::array();

@@ -42,6 +42,8 @@ class ResultsModule : public Module {
   void on_checkpoint(const Event& e, std::int64_t now);
   void tick(std::int64_t now);
   void tick_stops(std::int64_t now);
+  void record_finished(std::int64_t now);
+  void retire(std::uint32_t job, std::int64_t now);
   Result<json> query(const Caller& who, const json& req);
   Result<json> request_stop(const Caller& who, const json& req);
 

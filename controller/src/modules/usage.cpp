@@ -22,6 +22,20 @@ UsageModule::UsageModule(Core& core) : core_(core) {
     node_seen_.clear();
   });
   core_.host.on_tick([this](std::int64_t now) { compact(now); });
+  // The old job under a reused id (ADR 0017): its usage of this group is
+  // written under it now; the new job's counters start from nothing.
+  core_.host.on_retire([this](std::uint32_t job, std::int64_t) {
+    for (auto it = staged_.begin(); it != staged_.end();) {
+      if (std::get<0>(it->first) != job) {
+        ++it;
+        continue;
+      }
+      if (auto s = core_.store.add_usage(it->second); !s) spdlog::error("usage: {}", s.error().what());
+      it = staged_.erase(it);
+    }
+    std::erase_if(last_, [job](const auto& kv) { return kv.first.job == job; });
+    std::erase_if(node_seen_, [job](const auto& kv) { return kv.first.first == job; });
+  });
   core_.host.on_request("usage", [this](const Caller& who, const json& req, Reply reply) { reply(query(who, req)); });
 }
 
