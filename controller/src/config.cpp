@@ -28,7 +28,7 @@ Result<Config> parse_config(const std::string& text) {
   if (!root.IsMap()) return cfg_error("top level must be a mapping");
   static const std::set<std::string> known = {"listen",      "munge_socket", "database",
                                               "admin_group", "log_level",    "log_json",
-                                              "session_ttl_s", "max_sessions_per_uid",
+                                              "session_ttl_s", "max_sessions_per_uid", "max_root_sessions",
                                               "heartbeat_missed", "drain_on_node_loss",
                                               "reconcile_interval_s", "http_listen", "restart_grace_s",
                                               "max_events_per_s_per_session", "results_dir",
@@ -52,6 +52,7 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "log_json") c.log_json = v.as<bool>();
       else if (key == "session_ttl_s") c.session_ttl_s = v.as<int>();
       else if (key == "max_sessions_per_uid") c.max_sessions_per_uid = v.as<int>();
+      else if (key == "max_root_sessions") c.max_root_sessions = v.as<int>();
       else if (key == "heartbeat_missed") c.heartbeat_missed = v.as<int>();
       else if (key == "drain_on_node_loss") c.drain_on_node_loss = v.as<bool>();
       else if (key == "reconcile_interval_s") c.reconcile_interval_s = v.as<int>();
@@ -91,6 +92,7 @@ Result<Config> parse_config(const std::string& text) {
   if (!levels.count(c.log_level)) return cfg_error("log_level must be one of trace|debug|info|warn|error");
   if (c.session_ttl_s < 60 || c.session_ttl_s > 86400) return cfg_error("session_ttl_s must be in [60, 86400]");
   if (c.max_sessions_per_uid < 1) return cfg_error("max_sessions_per_uid must be >= 1");
+  if (c.max_root_sessions < 1) return cfg_error("max_root_sessions must be >= 1");
   if (c.max_events_per_s_per_session < 0) return cfg_error("max_events_per_s_per_session must be >= 0");
   if (c.restart_grace_s < 0 || c.restart_grace_s > 3600) return cfg_error("restart_grace_s must be in [0, 3600]");
   if (c.reconcile_interval_s < 0 || c.reconcile_interval_s > 3600)

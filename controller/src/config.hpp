@@ -22,6 +22,11 @@ struct Config {
   bool log_json = false;
   int session_ttl_s = 3600;                     // re-authenticate at least hourly
   int max_sessions_per_uid = 256;               // bounds memory per (possibly hostile) user
+  // Root's sessions are Slurm's own processes: one relay per node (ADR 0014),
+  // so a cluster of N nodes needs N of them at once. With the per-user cap a
+  // 1 000-node cluster re-authenticated every relay on every batch
+  // (docs/research/scale-bench.md); root gets a cap of its own.
+  int max_root_sessions = 100000;
   // A session sending more events than this per second (averaged over a 2 s
   // burst allowance) gets `rate_limited` and must resend later: one flooding
   // sender cannot take the store from everybody else. 0 = unlimited.

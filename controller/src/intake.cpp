@@ -130,6 +130,7 @@ struct Intake::Impl {
     cfg.admin_group = next_cfg->admin_group;
     cfg.session_ttl_s = next_cfg->session_ttl_s;
     cfg.max_sessions_per_uid = next_cfg->max_sessions_per_uid;
+    cfg.max_root_sessions = next_cfg->max_root_sessions;
     cfg.max_events_per_s_per_session = next_cfg->max_events_per_s_per_session;
     next_cfg.reset();
   }
@@ -233,7 +234,8 @@ struct Intake::Impl {
     }
     auto hp = decode_hello_payload(id->payload);
     if (!hp) return send_error(rid, f.header.seq, hp.error());
-    if (sessions_per_uid[id->uid] >= cfg.max_sessions_per_uid) expire_oldest(id->uid);
+    const int cap = id->uid == 0 ? cfg.max_root_sessions : cfg.max_sessions_per_uid;
+    if (sessions_per_uid[id->uid] >= cap) expire_oldest(id->uid);
     std::uint64_t sid = 0;
     while (sid == 0 || sessions.count(sid)) random_bytes(&sid, sizeof sid);
     Session s;
