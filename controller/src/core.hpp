@@ -108,13 +108,16 @@ class Core {
 
   std::uint64_t token() { return next_token_++; }
 
-  // Run `then` (on the intake thread) once slurmctld has been asked afresh and
-  // its answer applied: a request about a job vigild has not heard of yet is
-  // answered from Slurm's current view, not one up to reconcile_interval_s
-  // old. Without a reconciliation thread, `then` runs at once. The reconcile
-  // module provides it (set_refresher).
-  void after_slurm_view(std::function<void()> then) { refresher_ ? refresher_(std::move(then)) : then(); }
-  void set_refresher(std::function<void(std::function<void()>)> r) { refresher_ = std::move(r); }
+  // Run `then` (on the intake thread) once slurmctld's view, as of at most a
+  // second ago (`force`: as of now), is applied: a request is answered from
+  // Slurm's current view, not one up to reconcile_interval_s old. Without a
+  // reconciliation thread, `then` runs at once. The reconcile module provides
+  // it (set_refresher).
+  using Refresher = std::function<void(std::function<void()>, bool force)>;
+  void after_slurm_view(std::function<void()> then, bool force) {
+    refresher_ ? refresher_(std::move(then), force) : then();
+  }
+  void set_refresher(Refresher r) { refresher_ = std::move(r); }
 
   // A stored event, handed to the modules (now, or after the handler that is
   // running returns).
@@ -151,7 +154,7 @@ class Core {
   bool dispatching_ = false;
   std::uint64_t next_token_ = 1;
   std::unordered_map<std::uint32_t, JobFacts> facts_;
-  std::function<void(std::function<void()>)> refresher_;
+  Refresher refresher_;
 };
 
 json targets_json(const std::vector<StepKey>& targets);

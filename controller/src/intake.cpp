@@ -169,9 +169,11 @@ struct Intake::Impl {
       if (!ref) return make_error(Errc::malformed, "job must be a job id (1234) or a job key (1234.1)");
       return ref;
     };
-    // Answers `answer(key)` for the job `ref` names. A plain id vigild has not
-    // heard of, or whose job has ended, may be a job slurmctld accepted a
-    // moment ago (under a reused id: ADR 0017): ask slurmctld first.
+    // Answers `answer(key)` for the job `ref` names. A plain id is answered
+    // from slurmctld's view as of at most a second ago (Core::after_slurm_view),
+    // not one up to reconcile_interval_s old: a job accepted a moment ago is
+    // known (PENDING, not "unknown"), a job Slurm has just ended shows ended,
+    // and an id Slurm gave to a new job means the new job (ADR 0017).
     auto with_job = [this](const JobRef& ref, std::function<void(Result<JobKey>)> answer) {
       auto resolved = [this, ref]() -> Result<JobKey> {
         if (auto key = store.resolve(ref)) return *key;
@@ -179,9 +181,12 @@ struct Intake::Impl {
                                             (ref.incarnation ? "." + std::to_string(*ref.incarnation) : "") +
                                             " is unknown");
       };
-      if (!ref.incarnation)
-        if (auto known = store.known_job(ref.job); !known || known->terminal)
-          return core.after_slurm_view([resolved, answer] { answer(resolved()); });
+      if (!ref.incarnation) {
+        // A job vigild does not know, or whose job ended, may have been
+        // submitted after the last round: ask slurmctld now.
+        auto known = store.known_job(ref.job);
+        return core.after_slurm_view([resolved, answer] { answer(resolved()); }, !known || known->terminal);
+      }
       answer(resolved());
     };
     core.host.on_request("job", [this, limit_of, ref_of, with_job](const Caller& who, const json& req, Reply reply) {

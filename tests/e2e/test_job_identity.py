@@ -71,6 +71,8 @@ def test_a_new_job_under_a_reused_id_shares_nothing_with_the_old_one(cluster, vi
 
     new = submit(cluster, "b")
     assert new == 1, "the wiped slurmctld gives the id out again"
+    # The plain id means the new job from the moment slurmctld has it.
+    assert show(cluster, "1")["incarnation"] == 1
     # Requeued after its first verified checkpoint: the restart must come from
     # the new job's own checkpoint (ckpt-b), not the old job's newer ones.
     wait_for(lambda: [e for e in of_type((show(cluster, "1") or {}).get("timeline", []), "checkpoint_verified")

@@ -14,14 +14,20 @@ ReconcileModule::ReconcileModule(Core& core) : core_(core) {
 
 // Wake the thread for a round of its own; `then` runs after the round that
 // starts after this call is applied (a round already under way may predate
-// the job asked about).
-void ReconcileModule::refresh(std::function<void()> then) {
-  std::uint64_t need;
+// the job asked about). Unless `force`, a round begun less than kFresh ago
+// and applied will do.
+void ReconcileModule::refresh(std::function<void()> then, bool force) {
+  std::uint64_t need = 0;
   {
     std::lock_guard<std::mutex> g(mu_);
-    need = rounds_ + (fetching_ ? 2 : 1);
-    wake_ = true;
+    // A round that started less than kFresh ago and is applied already is
+    // fresh enough: many clients polling cost slurmctld one RPC per kFresh.
+    if (force || fetching_ || applied_ != rounds_ || SteadyClock::now() - round_started_ >= kFresh) {
+      need = rounds_ + (fetching_ ? 2 : 1);
+      wake_ = true;
+    }
   }
+  if (need == 0) return then();
   cv_.notify_all();
   waiting_.emplace_back(need, std::move(then));
 }
@@ -31,7 +37,7 @@ ReconcileModule::~ReconcileModule() { stop(); }
 void ReconcileModule::start() {
   if (core_.slurm && core_.cfg.reconcile_interval_s > 0 && !thread_.joinable()) {
     thread_ = std::thread([this] { loop(); });
-    core_.set_refresher([this](std::function<void()> then) { refresh(std::move(then)); });
+    core_.set_refresher([this](std::function<void()> then, bool force) { refresh(std::move(then), force); });
   }
 }
 
@@ -50,6 +56,7 @@ void ReconcileModule::loop() {
   while (!stop_) {
     wake_ = false;
     fetching_ = true;
+    round_started_ = SteadyClock::now();
     const std::time_t since = since_;
     lk.unlock();
     auto r = core_.slurm->load_jobs(since);
@@ -128,6 +135,7 @@ void ReconcileModule::apply(std::int64_t now) {
     std::lock_guard<std::mutex> g(mu_);
     jobs.swap(pending_);
     round = rounds_;
+    applied_ = rounds_;
     if (fetched_new_) {
       core_.view = fetched_;
       fetched_new_ = false;

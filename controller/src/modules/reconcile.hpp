@@ -18,6 +18,7 @@
 //        next interval; the intake is never blocked by it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -46,12 +47,16 @@ class ReconcileModule : public Module {
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
-  void refresh(std::function<void()> then);
+  void refresh(std::function<void()> then, bool force);
   std::vector<SlurmJob> pending_;  // under mu_
   std::time_t since_ = 0;          // under mu_
   bool wake_ = false;              // under mu_: fetch now
   std::uint64_t rounds_ = 0;       // under mu_: rounds fetched (ok or not)
   bool fetching_ = false;          // under mu_: a round is under way
+  using SteadyClock = std::chrono::steady_clock;
+  SteadyClock::time_point round_started_;  // under mu_: when the newest round began
+  std::uint64_t applied_ = 0;              // under mu_: rounds_ as of the last apply()
+  static constexpr std::chrono::milliseconds kFresh{1000};
   std::vector<std::pair<std::uint64_t, std::function<void()>>> waiting_;  // round needed -> callback
   Core::ClusterView fetched_;      // under mu_
   bool fetched_new_ = false;       // under mu_
