@@ -21,10 +21,11 @@
 #include "vigil/result.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -89,8 +90,10 @@ class Store {
                                           std::optional<EventType> only_type = std::nullopt,
                                           bool exclude_type = false);  // then: all but only_type
   std::int64_t count_events(JobKey job, EventType type);
-  // The newest stored event of `type` for `job`, if any.
+  // The newest stored event of `type` for `job`, if any; latest_sql is its
+  // query (tests check its plan: an index lookup, not a walk of the timeline).
   std::optional<StoredEvent> latest(JobKey job, EventType type);
+  static std::string latest_sql(EventType type);
   // Jobs not in a final state that have stored results (to rebuild their dumps
   // after a restart), and the seq of the newest insert() that stored an event.
   // (job, ended) for jobs whose dump may be stale: not ended yet, or ended
@@ -177,6 +180,10 @@ class Store {
   std::unique_ptr<Checkpointer> ckpt_;  // writer only: WAL checkpoints on their own thread
   int wal_poked_at_ = 0;                // WAL size (pages) when ckpt_ was last poked
   std::string attrs_text_;              // insert(): attrs as JSON text, buffer reused
+  // store_usage.cpp's per-group statements, prepared once (put_step and
+  // step_row run for every step touched in every group commit).
+  sqlite3_stmt* put_step_ = nullptr;
+  sqlite3_stmt* step_row_ = nullptr;
 };
 
 }  // namespace vigil::controller

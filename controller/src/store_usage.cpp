@@ -8,12 +8,17 @@ namespace vigil::controller {
 using namespace sql;
 
 Status Store::put_step(const StepRow& r) {
-  Stmt s;
-  if (sqlite3_prepare_v2(db_,
+  if (!put_step_ &&
+      sqlite3_prepare_v3(db_,
                          "INSERT OR REPLACE INTO steps(job,step,node,restart,started_ns,last_ns,ended_ns,interval_s,"
                          "heartbeats,max_gap_ms,cpu_s,rss_bytes,silent) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                         -1, &s.s, nullptr) != SQLITE_OK)
+                         -1, SQLITE_PREPARE_PERSISTENT, &put_step_, nullptr) != SQLITE_OK)
     return db_error(db_, "put step");
+  struct Reset {
+    sqlite3_stmt* s;
+    ~Reset() { sqlite3_reset(s); }
+  } s{put_step_};
+  sqlite3_reset(s.s);
   sqlite3_bind_int64(s.s, 1, r.job);
   sqlite3_bind_int64(s.s, 2, r.step);
   sqlite3_bind_text(s.s, 3, r.node.c_str(), -1, SQLITE_STATIC);
@@ -65,9 +70,15 @@ Result<std::vector<Store::StepRow>> Store::steps(JobKey job) {
 }
 
 std::optional<Store::StepRow> Store::step_row(std::uint32_t job, std::uint32_t step, const std::string& node) {
-  Stmt s;
   const std::string sql = std::string("SELECT ") + kStepCols + " FROM steps WHERE job=?1 AND step=?2 AND node=?3";
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return std::nullopt;
+  if (!step_row_ && sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &step_row_, nullptr) != SQLITE_OK)
+    return std::nullopt;
+  // Reset as soon as the row is read: no read transaction left open (see Stmt).
+  struct Reset {
+    sqlite3_stmt* s;
+    ~Reset() { sqlite3_reset(s); }
+  } s{step_row_};
+  sqlite3_reset(s.s);
   sqlite3_bind_int64(s.s, 1, job);
   sqlite3_bind_int64(s.s, 2, step);
   sqlite3_bind_text(s.s, 3, node.c_str(), -1, SQLITE_STATIC);

@@ -241,7 +241,7 @@ TEST_F(ModulesTest, AVersion3DatabaseMigratesKeepingItsJobs) {
     ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   sqlite3_close(db);
   start();
-  EXPECT_EQ(store->schema_version(), 4);
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
   EXPECT_EQ(store->events(8, 0, 1000, std::nullopt)->size(), n);
   EXPECT_EQ(store->job_row(8)->incarnation, 0u);
   EXPECT_EQ(store->job_row(8)->state, "COMPLETED");
