@@ -36,6 +36,13 @@ struct Stmt {
   ~Stmt() { sqlite3_finalize(s); }
 };
 
+// A statement kept prepared (SQLITE_PREPARE_PERSISTENT), reset when the
+// scope that used it ends, whatever path it leaves by (see Stmt).
+struct ResetOnExit {
+  sqlite3_stmt* s;
+  ~ResetOnExit() { sqlite3_reset(s); }
+};
+
 inline std::string text_col(sqlite3_stmt* s, int i) {
   const unsigned char* t = sqlite3_column_text(s, i);
   return t ? reinterpret_cast<const char*>(t) : "";

@@ -14,11 +14,7 @@ Status Store::put_step(const StepRow& r) {
                          "heartbeats,max_gap_ms,cpu_s,rss_bytes,silent) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                          -1, SQLITE_PREPARE_PERSISTENT, &put_step_, nullptr) != SQLITE_OK)
     return db_error(db_, "put step");
-  struct Reset {
-    sqlite3_stmt* s;
-    ~Reset() { sqlite3_reset(s); }
-  } s{put_step_};
-  sqlite3_reset(s.s);
+  ResetOnExit s{put_step_};
   sqlite3_bind_int64(s.s, 1, r.job);
   sqlite3_bind_int64(s.s, 2, r.step);
   sqlite3_bind_text(s.s, 3, r.node.c_str(), -1, SQLITE_STATIC);
@@ -73,12 +69,7 @@ std::optional<Store::StepRow> Store::step_row(std::uint32_t job, std::uint32_t s
   const std::string sql = std::string("SELECT ") + kStepCols + " FROM steps WHERE job=?1 AND step=?2 AND node=?3";
   if (!step_row_ && sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &step_row_, nullptr) != SQLITE_OK)
     return std::nullopt;
-  // Reset as soon as the row is read: no read transaction left open (see Stmt).
-  struct Reset {
-    sqlite3_stmt* s;
-    ~Reset() { sqlite3_reset(s); }
-  } s{step_row_};
-  sqlite3_reset(s.s);
+  ResetOnExit s{step_row_};  // reset once the row is read: no read transaction left open
   sqlite3_bind_int64(s.s, 1, job);
   sqlite3_bind_int64(s.s, 2, step);
   sqlite3_bind_text(s.s, 3, node.c_str(), -1, SQLITE_STATIC);
