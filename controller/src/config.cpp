@@ -37,7 +37,8 @@ Result<Config> parse_config(const std::string& text) {
                                               "checkpoint_before_end_s", "checkpoint_before_maintenance_s",
                                               "checkpoint_on_preemption", "protect_fresh_s", "protect_wait_s",
                                               "protect_min_time_limit_min", "checkpoint_keep",
-                                              "checkpoint_budget_mb_per_user", "usage_minute_days"};
+                                              "checkpoint_budget_mb_per_user", "usage_minute_days",
+                                              "results_sync_s", "results_replay_h"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -74,6 +75,8 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "checkpoint_keep") c.checkpoint_keep = v.as<int>();
       else if (key == "checkpoint_budget_mb_per_user") c.checkpoint_budget_mb_per_user = v.as<std::uint64_t>();
       else if (key == "usage_minute_days") c.usage_minute_days = v.as<int>();
+      else if (key == "results_sync_s") c.results_sync_s = v.as<int>();
+      else if (key == "results_replay_h") c.results_replay_h = v.as<int>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -116,6 +119,10 @@ Result<Config> parse_config(const std::string& text) {
   if (!in_range(c.checkpoint_keep, 0, 10000)) return cfg_error("checkpoint_keep must be in [0, 10000] (0: keep all)");
   if (!in_range(c.usage_minute_days, 1, 3650))
     return cfg_error("usage_minute_days must be in [1, 3650] (days of per-minute usage before hourly)");
+  if (!in_range(c.results_sync_s, 1, 86400))
+    return cfg_error("results_sync_s must be in [1, 86400] (seconds between syncs of the result dumps)");
+  if (!in_range(c.results_replay_h, 1, 8760))
+    return cfg_error("results_replay_h must be in [1, 8760] (hours a pruned result's id is kept)");
   if (c.checkpoint_budget_mb_per_user > (1ull << 40))
     return cfg_error("checkpoint_budget_mb_per_user must be at most 2^40 (0: no budget)");
   if (c.heartbeat_missed < 1 || c.heartbeat_missed > 10) return cfg_error("heartbeat_missed must be in [1, 10]");

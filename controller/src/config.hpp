@@ -60,6 +60,11 @@ struct Config {
   // hourly rows after this many days (a 500-node cluster: ~720 000 minute
   // rows a day, ~12 000 hourly rows).
   int usage_minute_days = 2;
+  // Result values in the store (ADR 0018): the dump files are synced to disk
+  // this often, and the values they then hold durably leave the store; the
+  // ids stay this many hours longer so a late replay is still recognised.
+  int results_sync_s = 60;
+  int results_replay_h = 24;
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

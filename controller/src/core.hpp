@@ -39,6 +39,7 @@ struct IntakeCounters {
   std::atomic<std::uint64_t> jobs_retired{0};  // earlier jobs archived when Slurm reused their id (ADR 0017)
   std::atomic<std::uint64_t> rules_fired{0}, stops{0}, checkpoints_failed{0}, outputs_duplicate{0};
   std::atomic<std::uint64_t> heartbeats{0}, usage_rows{0};
+  std::atomic<std::uint64_t> results_pruned{0};  // values that left the store for their dump (ADR 0018)
   std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
 };
 

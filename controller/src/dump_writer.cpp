@@ -1,6 +1,8 @@
 // dump_writer.cpp — see dump_writer.hpp and docs/adr/0010-result-dumps.md.
 #include "dump_writer.hpp"
 
+#include "dump_h5.hpp"
+
 #include "vigil/crypto.hpp"
 
 #include <fcntl.h>
@@ -19,184 +21,8 @@
 
 namespace vigil::controller {
 namespace fs = std::filesystem;
+using namespace h5;
 
-namespace {
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// The innermost message of HDF5's error stack (the library prints nothing
-// itself: automatic printing is switched off for the process).
-herr_t collect(unsigned n, const H5E_error2_t* e, void* out) {
-  if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
-  return 0;
-}
-
-Error h5_error(const std::string& what) {
-  std::string detail;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &detail);
-  H5Eclear2(H5E_DEFAULT);
-  return make_error(Errc::io, "hdf5: " + what + (detail.empty() ? "" : ": " + detail));
-}
-
-// RAII for HDF5 identifiers of any class.
-class Hid {
- public:
-  Hid() = default;
-  explicit Hid(hid_t id) : id_(id) {}
-  ~Hid() { reset(); }
-  Hid(Hid&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
-  Hid& operator=(Hid&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = o.id_;
-      o.id_ = H5I_INVALID_HID;
-    }
-    return *this;
-  }
-  Hid(const Hid&) = delete;
-  Hid& operator=(const Hid&) = delete;
-  hid_t get() const { return id_; }
-  hid_t release() { return std::exchange(id_, H5I_INVALID_HID); }
-  bool valid() const { return id_ >= 0; }
-  void reset() {
-    if (id_ >= 0) H5Idec_ref(id_);
-    id_ = H5I_INVALID_HID;
-  }
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-};
-
-struct ScalarRow {
-  std::int64_t step;
-  double sim_time;
-  double wall_time;  // seconds since the epoch, when the simulation emitted it
-  double value;
-  std::int32_t task;      // the task (SLURM_PROCID) that emitted it
-  std::uint32_t restart;  // the attempt (Slurm restart count) that emitted it
-  std::int64_t vigil_seq;
-};
-struct IndexRow {
-  std::int64_t step;
-  double sim_time;
-  double wall_time;
-  std::int32_t task;
-  std::uint32_t restart;
-  std::int64_t vigil_seq;
-};
-
-hid_t scalar_type() {
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(ScalarRow));
-  H5Tinsert(t, "step", HOFFSET(ScalarRow, step), H5T_NATIVE_INT64);
-  H5Tinsert(t, "sim_time", HOFFSET(ScalarRow, sim_time), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "wall_time", HOFFSET(ScalarRow, wall_time), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "value", HOFFSET(ScalarRow, value), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "task", HOFFSET(ScalarRow, task), H5T_NATIVE_INT32);
-  H5Tinsert(t, "restart", HOFFSET(ScalarRow, restart), H5T_NATIVE_UINT32);
-  H5Tinsert(t, "vigil_seq", HOFFSET(ScalarRow, vigil_seq), H5T_NATIVE_INT64);
-  return t;
-}
-hid_t index_type() {
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(IndexRow));
-  H5Tinsert(t, "step", HOFFSET(IndexRow, step), H5T_NATIVE_INT64);
-  H5Tinsert(t, "sim_time", HOFFSET(IndexRow, sim_time), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "wall_time", HOFFSET(IndexRow, wall_time), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "task", HOFFSET(IndexRow, task), H5T_NATIVE_INT32);
-  H5Tinsert(t, "restart", HOFFSET(IndexRow, restart), H5T_NATIVE_UINT32);
-  H5Tinsert(t, "vigil_seq", HOFFSET(IndexRow, vigil_seq), H5T_NATIVE_INT64);
-  return t;
-}
-
-Status set_attr_string(hid_t obj, const char* name, const std::string& value) {
-  Hid type(H5Tcopy(H5T_C_S1));
-  H5Tset_size(type.get(), value.size() + 1);
-  H5Tset_strpad(type.get(), H5T_STR_NULLTERM);
-  Hid space(H5Screate(H5S_SCALAR));
-  Hid attr(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  if (!attr.valid() || H5Awrite(attr.get(), type.get(), value.c_str()) < 0)
-    return h5_error(std::string("attribute ") + name);
-  return ok_status();
-}
-
-template <typename T>
-Status set_attr(hid_t obj, const char* name, hid_t mem_type, T value) {
-  Hid space(H5Screate(H5S_SCALAR));
-  Hid attr(H5Acreate2(obj, name, mem_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  if (!attr.valid() || H5Awrite(attr.get(), mem_type, &value) < 0) return h5_error(std::string("attribute ") + name);
-  return ok_status();
-}
-
-// An extendible dataset: dims (0, extra...) growing along the first axis.
-hid_t create_extendible(hid_t loc, const std::string& path, hid_t type, const std::vector<hsize_t>& extra,
-                        hsize_t chunk_rows) {
-  std::vector<hsize_t> cur{0}, max{H5S_UNLIMITED}, chunk{chunk_rows};
-  for (hsize_t d : extra) {
-    cur.push_back(d);
-    max.push_back(d);
-    chunk.push_back(d);
-  }
-  Hid space(H5Screate_simple(static_cast<int>(cur.size()), cur.data(), max.data()));
-  Hid dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
-  Hid lcpl(H5Pcreate(H5P_LINK_CREATE));
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  return H5Dcreate2(loc, path.c_str(), type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT);
-}
-
-// Appends `n` rows (each `row_elems` values of `type`) at the end of `dset`.
-Status append_rows(hid_t dset, hsize_t& rows, hid_t type, const void* data, hsize_t n) {
-  if (n == 0) return ok_status();
-  Hid fspace0(H5Dget_space(dset));
-  const int rank = H5Sget_simple_extent_ndims(fspace0.get());
-  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
-  H5Sget_simple_extent_dims(fspace0.get(), dims.data(), nullptr);
-  std::vector<hsize_t> start(dims.size(), 0), count = dims;
-  start[0] = rows;
-  count[0] = n;
-  dims[0] = rows + n;
-  if (H5Dset_extent(dset, dims.data()) < 0) return h5_error("extend dataset");
-  Hid fspace(H5Dget_space(dset));
-  H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-  Hid mspace(H5Screate_simple(rank, count.data(), nullptr));
-  if (H5Dwrite(dset, type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0) return h5_error("write rows");
-  rows += n;
-  return ok_status();
-}
-
-// Creates an empty file that only its owner may read, owned by the job's user,
-// before HDF5 opens it: no window in which another user could open it.
-Status precreate(const std::string& path, const DumpOwner& owner) {
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  if (ec) return make_error(Errc::io, "cannot create " + fs::path(path).parent_path().string() + ": " + ec.message());
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(Errc::io, "cannot create " + path + ": " + std::strerror(errno));
-  if (geteuid() == 0 && fchown(fd, owner.uid, owner.gid) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return make_error(Errc::io, "cannot give " + path + " to uid " + std::to_string(owner.uid) + ": " +
-                                    std::strerror(err));
-  }
-  ::close(fd);
-  return ok_status();
-}
-
-std::string segment_path(const std::string& main_path, int n) {
-  char suffix[32];
-  std::snprintf(suffix, sizeof suffix, ".seg%03d.h5", n);
-  return main_path.substr(0, main_path.size() - 3) + suffix;
-}
-
-Result<DumpFileInfo> digest(const std::string& path) {
-  const FileDigest d = sha256_file(path);
-  if (!d.error.empty()) return make_error(Errc::io, "cannot digest " + d.error);
-  return DumpFileInfo{path, d.bytes, d.sha256};
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------- paths
 
@@ -229,23 +55,6 @@ Result<std::string> dump_path(const std::string& root, const std::string& patter
 }
 
 // ---------------------------------------------------------------- JobDump
-
-struct JobDump::File {
-  std::string path;
-  Hid fid;
-  Hid segments;  // main file only: /vigil/segments
-  hsize_t segment_rows = 0;
-  bool dirty = false;
-};
-
-struct JobDump::Metric {
-  std::size_t file = 0;  // index in files_
-  bool array = false;
-  std::vector<std::int64_t> dims;
-  Hid values, index;  // scalars: values only (compound rows)
-  hsize_t rows = 0, index_rows = 0;
-  std::string object;  // path inside its file
-};
 
 JobDump::JobDump(std::string main_path, DumpOwner owner, std::uint32_t job)
     : main_path_(std::move(main_path)), owner_(std::move(owner)), job_(job) {}
@@ -295,6 +104,9 @@ Status JobDump::create_file(const std::vector<const ResultValue*>& firsts) {
     m->array = v->array;
     m->dims = v->dims;
     m->object = "/stages/" + v->stage + "/" + v->name;
+    m->stage = v->stage;
+    m->name = v->name;
+    m->units = v->units;
     Hid obj;
     if (!v->array) {
       m->values = Hid(create_extendible(fid, m->object, st.get(), {}, 512));
@@ -411,9 +223,11 @@ Result<std::vector<DumpFileInfo>> JobDump::finalise() {
   if (!fid.valid()) return h5_error("reopen " + paths[0]);
   Hid lcpl(H5Pcreate(H5P_LINK_CREATE));
   H5Pset_create_intermediate_group(lcpl.get(), 1);
-  for (const auto& [object, file] : links)
+  for (const auto& [object, file] : links) {
+    if (h5::link_exists(fid.get(), object)) continue;  // finalised before (late values)
     if (H5Lcreate_external(file.c_str(), object.c_str(), fid.get(), object.c_str(), lcpl.get(), H5P_DEFAULT) < 0)
       return h5_error("link " + object);
+  }
   if (auto s = set_attr(fid.get(), "complete", H5T_NATIVE_INT, 1); !s) return s.error();
   if (auto s = set_attr(fid.get(), "finalised_unix", H5T_NATIVE_DOUBLE, static_cast<double>(now_ns()) / 1e9); !s)
     return s.error();
@@ -435,8 +249,14 @@ Result<std::vector<DumpFileInfo>> JobDump::finalise() {
 
 // ---------------------------------------------------------------- DumpWriter
 
-DumpWriter::DumpWriter(std::string root, std::string pattern, Loader loader)
-    : root_(std::move(root)), pattern_(std::move(pattern)), loader_(std::move(loader)) {
+DumpWriter::DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped,
+                       std::int64_t sync_every_ns)
+    : root_(std::move(root)),
+      pattern_(std::move(pattern)),
+      loader_(std::move(loader)),
+      dumped_(std::move(dumped)),
+      sync_every_ns_(sync_every_ns),
+      last_sync_ns_(now_ns()) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are returned and logged, not printed
   thread_ = std::thread([this] { run(); });
 }
@@ -480,9 +300,35 @@ void DumpWriter::rebuild(std::uint32_t job, const DumpOwner& owner) {
   cv_.notify_one();
 }
 
+void DumpWriter::read(std::uint64_t id, std::uint32_t job, const DumpOwner& owner, std::int64_t after_seq,
+                      int limit) {
+  Task t;
+  t.kind = Task::Kind::read;
+  t.job = job;
+  t.owner = owner;
+  t.read_id = id;
+  t.after_seq = after_seq;
+  t.limit = limit;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(std::move(t));
+  }
+  cv_.notify_one();
+}
+
 std::vector<DumpFinal> DumpWriter::take_finished() {
   std::lock_guard<std::mutex> g(mu_);
   return std::exchange(finished_, {});
+}
+
+std::vector<DumpSynced> DumpWriter::take_synced() {
+  std::lock_guard<std::mutex> g(mu_);
+  return std::exchange(synced_, {});
+}
+
+std::vector<DumpRead> DumpWriter::take_reads() {
+  std::lock_guard<std::mutex> g(mu_);
+  return std::exchange(reads_, {});
 }
 
 void DumpWriter::drain() {
@@ -498,17 +344,23 @@ DumpWriter::Stats DumpWriter::stats() const {
   s.rebuilds = rebuilds_;
   s.finalised = finalised_;
   s.files_open = open_;
+  s.syncs = syncs_;
+  s.resumed = resumed_;
+  s.lost = lost_;
   std::lock_guard<std::mutex> g(mu_);
   s.queued = queue_.size();
   return s;
 }
 
 void DumpWriter::run() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // error stacks may be per thread
   for (;;) {
     std::deque<Task> work;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      auto ready = [&] { return stop_ || !queue_.empty(); };
+      if (sync_every_ns_ > 0) cv_.wait_for(lk, std::chrono::nanoseconds(sync_every_ns_), ready);
+      else cv_.wait(lk, ready);
       if (queue_.empty() && stop_) break;
       work.swap(queue_);
       busy_ = true;
@@ -528,6 +380,7 @@ void DumpWriter::run() {
         spdlog::error("results writer: job {}: {}", t.job, e.what());
       }
     }
+    if (sync_every_ns_ > 0 && now_ns() - last_sync_ns_ >= sync_every_ns_) sync_all();
     {
       std::lock_guard<std::mutex> g(mu_);
       busy_ = false;
@@ -543,24 +396,49 @@ void DumpWriter::run() {
 
 void DumpWriter::fail(std::uint32_t job, JobState& st, const Error& err) {
   errors_++;
-  spdlog::error("job {}: results file: {} (the values stay in the store; rebuilding in 30 s)", job, err.what());
+  spdlog::error("job {}: results file: {} (values not yet on disk stay in the store; reopening in 30 s)", job, err.what());
   if (st.dump) open_--;
   st.dump.reset();
   st.retry_after_ns = now_ns() + 30'000'000'000LL;
 }
 
-// A job's dump as of everything the store holds: old files (from a previous
-// vigild, or broken by an error) are replaced by a rebuild.
+// A job's dump as of everything the store holds. Values that have left the
+// store (up to its dump mark, or what this writer synced itself) are only in
+// the files: those are reopened and cut back to that mark. Otherwise the old
+// files are replaced by a rebuild from the store.
 bool DumpWriter::open_job(std::uint32_t job, const DumpOwner& owner, JobState& st) {
   auto path = dump_path(root_, pattern_, owner, job);
   if (!path) {
     fail(job, st, path.error());
     return false;
   }
-  JobDump::remove_files(*path);
-  st.dump = std::make_unique<JobDump>(*path, owner, job);
+  const std::int64_t upto = std::max(dumped_ ? dumped_(job) : 0, st.synced_seq);
+  st.dump.reset();
+  if (upto > 0) {
+    auto resumed = JobDump::resume(*path, owner, job, upto);
+    if (resumed) {
+      st.dump = std::move(*resumed);
+      resumed_++;
+      spdlog::info("job {}: results file {} reopened with its {} records up to seq {}", job, *path,
+                   st.dump->records(), upto);
+    } else {
+      lost_++;
+      errors_++;
+      std::error_code ec;
+      fs::rename(*path, *path + ".damaged", ec);
+      spdlog::error("job {}: its results file {} cannot be reopened ({}); the values up to seq {} had left the "
+                    "store and are lost from the new file; the old one is kept as {}.damaged",
+                    job, *path, resumed.error().what(), upto, *path);
+    }
+  }
+  if (!st.dump) {
+    JobDump::remove_files(*path);
+    st.dump = std::make_unique<JobDump>(*path, owner, job);
+  }
   open_++;
-  st.written_seq = 0;
+  st.incarnation = owner.incarnation;
+  st.written_seq = st.synced_seq = upto;
+  st.unsynced_from = 0;
   rebuilds_++;
   for (;;) {
     auto page = loader_(job, st.written_seq, 5000);
@@ -574,6 +452,7 @@ bool DumpWriter::open_job(std::uint32_t job, const DumpOwner& owner, JobState& s
       fail(job, st, s.error());
       return false;
     }
+    if (st.unsynced_from == 0) st.unsynced_from = page->front().seq;
     st.written_seq = last;
   }
   return true;
@@ -585,6 +464,7 @@ void DumpWriter::write(std::uint32_t job, JobState& st, const std::vector<Result
     if (v.seq > st.written_seq) fresh.push_back(v);  // the rebuild already has the rest
   if (fresh.empty()) return;
   if (auto s = append_counted(st, fresh); !s) return fail(job, st, s.error());
+  if (st.unsynced_from == 0) st.unsynced_from = fresh.front().seq;
   st.written_seq = fresh.back().seq;
 }
 
@@ -597,7 +477,81 @@ Status DumpWriter::append_counted(JobState& st, const std::vector<ResultValue>& 
   return ok_status();
 }
 
+// Every open dump with values since its last sync goes to disk; what it now
+// holds is reported, so the store can let those values go.
+void DumpWriter::sync_all() {
+  last_sync_ns_ = now_ns();
+  std::vector<DumpSynced> done;
+  for (auto& [job, st] : jobs_) {
+    if (!st.dump || st.unsynced_from == 0) continue;
+    if (auto s = st.dump->sync(); !s) {
+      fail(job, st, s.error());
+      continue;
+    }
+    syncs_++;
+    done.push_back({job, st.incarnation, st.unsynced_from, st.written_seq});
+    st.synced_seq = st.written_seq;
+    st.unsynced_from = 0;
+  }
+  if (done.empty()) return;
+  std::lock_guard<std::mutex> g(mu_);
+  synced_.insert(synced_.end(), done.begin(), done.end());
+}
+
+void DumpWriter::finalise_job(Task& t, JobState& st) {
+  DumpFinal out;
+  out.job = t.job;
+  out.reason = t.reason;
+  out.incarnation = t.owner.incarnation;
+  if (!st.dump && !open_job(t.job, t.owner, st)) {
+    out.ok = false;
+    out.error = "results file could not be rebuilt";
+  } else {
+    out.records = st.dump->records();
+    out.last_step = st.dump->last_step();
+    auto files = st.dump->finalise();  // fsyncs every file before its digest
+    if (!files) {
+      errors_++;
+      out.ok = false;
+      out.error = files.error().what();
+      spdlog::error("job {}: finalising results: {}", t.job, out.error);
+    } else {
+      out.files = std::move(*files);
+      out.from_seq = st.unsynced_from ? st.unsynced_from : st.written_seq;
+      out.upto_seq = st.written_seq;
+      finalised_++;
+      if (!out.files.empty())
+        spdlog::info("job {}: results final: {} records in {} file(s), {} sha256 {}", t.job, out.records,
+                     out.files.size(), out.files.front().path, out.files.front().sha256);
+    }
+    open_--;
+  }
+  jobs_.erase(t.job);
+  std::lock_guard<std::mutex> g(mu_);
+  finished_.push_back(std::move(out));
+}
+
+// The files this writer has open, or (a finished job) opened read-only for
+// the occasion.
+void DumpWriter::read_job(const Task& t) {
+  DumpRead out;
+  out.id = t.read_id;
+  auto it = jobs_.find(t.job);
+  if (it != jobs_.end() && it->second.dump) {
+    out.values = it->second.dump->read(t.after_seq, t.limit);
+  } else if (auto path = dump_path(root_, pattern_, t.owner, t.job); !path) {
+    out.values = path.error();
+  } else if (auto d = JobDump::open_read(*path, t.job); !d) {
+    out.values = d.error();
+  } else {
+    out.values = (*d)->read(t.after_seq, t.limit);
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  reads_.push_back(std::move(out));
+}
+
 void DumpWriter::handle(Task& t) {
+  if (t.kind == Task::Kind::read) return read_job(t);
   JobState& st = jobs_[t.job];
   switch (t.kind) {
     case Task::Kind::append:
@@ -610,36 +564,10 @@ void DumpWriter::handle(Task& t) {
       if (st.dump) return;  // already current in this process
       open_job(t.job, t.owner, st);
       return;
-    case Task::Kind::finalise: {
-      DumpFinal out;
-      out.job = t.job;
-      out.reason = t.reason;
-      if (!st.dump && !open_job(t.job, t.owner, st)) {
-        out.ok = false;
-        out.error = "results file could not be rebuilt";
-      } else {
-        out.records = st.dump->records();
-        out.last_step = st.dump->last_step();
-        auto files = st.dump->finalise();
-        if (!files) {
-          errors_++;
-          out.ok = false;
-          out.error = files.error().what();
-          spdlog::error("job {}: finalising results: {}", t.job, out.error);
-        } else {
-          out.files = std::move(*files);
-          finalised_++;
-          if (!out.files.empty())
-            spdlog::info("job {}: results final: {} records in {} file(s), {} sha256 {}", t.job, out.records,
-                         out.files.size(), out.files.front().path, out.files.front().sha256);
-        }
-        open_--;
-      }
-      jobs_.erase(t.job);
-      std::lock_guard<std::mutex> g(mu_);
-      finished_.push_back(std::move(out));
+    case Task::Kind::finalise:
+      return finalise_job(t, st);
+    case Task::Kind::read:
       return;
-    }
   }
 }
 

@@ -15,8 +15,13 @@
 //
 // Threads: all HDF5 calls happen on the DumpWriter's own thread (Debian's HDF5
 // is not thread-safe). The intake thread hands it committed values; the store
-// is the source of truth, so a dump that is missing, stale after a crash or
-// broken by a full disk is rebuilt from the store — never appended twice.
+// holds each value until the dump has it on disk (ADR 0018): every
+// `sync_every` the files with new values are fsynced and the range they now
+// hold is reported (take_synced), after which the store drops those values.
+// A dump that is stale after a crash or broken by a full disk is reopened,
+// cut back to what was synced, and completed from the store — never
+// appended twice. One that cannot be reopened is set aside (.damaged) and
+// started again from what the store still holds (counted as lost).
 #pragma once
 
 #include <sys/types.h>
@@ -74,6 +79,19 @@ class JobDump {
   Status append(const std::vector<ResultValue>& values);
   // Closes every file, links segments into the main file, digests them all.
   Result<std::vector<DumpFileInfo>> finalise();
+  // dump_resume.cpp (ADR 0018). Flushes and fsyncs every file: what has been
+  // appended so far is on disk.
+  Status sync();
+  // Reopens the files of a dump written earlier (by a vigild that was killed:
+  // their SWMR-writer marks are cleared; or finalised: appended to again),
+  // drops every row newer than `upto_seq` (never synced; the store still
+  // holds those) and continues. A missing or unreadable file is an error.
+  static Result<std::unique_ptr<JobDump>> resume(const std::string& main_path, const DumpOwner& owner,
+                                                 std::uint32_t job, std::int64_t upto_seq);
+  // A finished dump, read-only (for read()).
+  static Result<std::unique_ptr<JobDump>> open_read(const std::string& main_path, std::uint32_t job);
+  // Values with seq > after_seq, in seq order, at most `limit`.
+  Result<std::vector<ResultValue>> read(std::int64_t after_seq, int limit);
 
   std::int64_t records() const { return records_; }
   std::int64_t last_step() const { return last_step_; }
@@ -87,6 +105,9 @@ class JobDump {
   struct File;
   Status create_file(const std::vector<const ResultValue*>& firsts);
   void close_all();
+  Status reopen(bool write, std::int64_t upto_seq);  // dump_resume.cpp
+  Status reopen_file(const std::string& path, bool write, std::int64_t upto_seq);
+  bool read_only_ = false;
 
   std::string main_path_;
   DumpOwner owner_;
@@ -105,39 +126,71 @@ struct DumpFinal {
   std::string reason;
   std::vector<DumpFileInfo> files;
   std::int64_t records = 0, last_step = -1;
+  std::uint32_t incarnation = 0;
+  std::int64_t from_seq = 0, upto_seq = 0;  // ok: values now durable in the files (ADR 0018)
+};
+
+// The job's values with seq in [from_seq, upto_seq] are on disk in its dump
+// (the files were fsynced): the store may let them go (ADR 0018).
+struct DumpSynced {
+  std::uint32_t job = 0, incarnation = 0;
+  std::int64_t from_seq = 0, upto_seq = 0;
+};
+
+// A `results` query answered from a dump (values that left the store).
+struct DumpRead {
+  std::uint64_t id = 0;
+  Result<std::vector<ResultValue>> values = std::vector<ResultValue>{};
 };
 
 class DumpWriter {
  public:
   // Reads a job's stored values after `after_seq` (at most `limit`), in order.
   using Loader = std::function<Result<std::vector<ResultValue>>(std::uint32_t job, std::int64_t after_seq, int limit)>;
-  DumpWriter(std::string root, std::string pattern, Loader loader);
+  // How far the store has let the job's values go (Store::dump_seq).
+  using DumpedUpto = std::function<std::int64_t(std::uint32_t job)>;
+  // sync_every_ns: how often files with new values are fsynced and reported
+  // (take_synced); 0: only at finalisation.
+  DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped = {},
+             std::int64_t sync_every_ns = 0);
   ~DumpWriter();
 
   // All thread-safe and non-blocking: the work is queued for the writer thread.
   void append(const DumpOwner& owner, std::vector<ResultValue> values);  // one job's values, store order
   void finalise(std::uint32_t job, const DumpOwner& owner, std::string reason);
   void rebuild(std::uint32_t job, const DumpOwner& owner);  // after a crash: the files may be stale
+  // Values after `after_seq` read from the job's files; the answer comes back
+  // through take_reads() under `id`.
+  void read(std::uint64_t id, std::uint32_t job, const DumpOwner& owner, std::int64_t after_seq, int limit);
   std::vector<DumpFinal> take_finished();
+  std::vector<DumpSynced> take_synced();
+  std::vector<DumpRead> take_reads();
   // Blocks until everything queued so far is done (tests, shutdown).
   void drain();
 
   struct Stats {
     std::uint64_t records = 0, refused = 0, errors = 0, rebuilds = 0, finalised = 0, files_open = 0, queued = 0;
+    std::uint64_t syncs = 0, resumed = 0, lost = 0;  // lost: dumps that could not be reopened
   };
   Stats stats() const;
 
  private:
   struct Task {
-    enum class Kind { append, finalise, rebuild } kind = Kind::append;
+    enum class Kind { append, finalise, rebuild, read } kind = Kind::append;
     std::uint32_t job = 0;
     DumpOwner owner;
     std::vector<ResultValue> values;
     std::string reason;
+    std::uint64_t read_id = 0;
+    std::int64_t after_seq = 0;
+    int limit = 0;
   };
   struct JobState {
     std::unique_ptr<JobDump> dump;
+    std::uint32_t incarnation = 0;
     std::int64_t written_seq = 0;
+    std::int64_t unsynced_from = 0;   // the first value appended since the last sync; 0: none
+    std::int64_t synced_seq = 0;      // values up to here are on disk
     std::int64_t retry_after_ns = 0;  // after an I/O error: rebuild no sooner than this
   };
   void run();
@@ -146,17 +199,25 @@ class DumpWriter {
   void write(std::uint32_t job, JobState& st, const std::vector<ResultValue>& values);
   Status append_counted(JobState& st, const std::vector<ResultValue>& values);
   void fail(std::uint32_t job, JobState& st, const Error& err);
+  void sync_all();
+  void finalise_job(Task& t, JobState& st);
+  void read_job(const Task& t);
 
   std::string root_, pattern_;
   Loader loader_;
+  DumpedUpto dumped_;
+  std::int64_t sync_every_ns_ = 0, last_sync_ns_ = 0;
   std::map<std::uint32_t, JobState> jobs_;  // writer thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::deque<Task> queue_;
   std::vector<DumpFinal> finished_;
+  std::vector<DumpSynced> synced_;
+  std::vector<DumpRead> reads_;
   bool stop_ = false, busy_ = false;
   std::atomic<std::uint64_t> records_{0}, refused_{0}, errors_{0}, rebuilds_{0}, finalised_{0}, open_{0};
+  std::atomic<std::uint64_t> syncs_{0}, resumed_{0}, lost_{0};
   std::thread thread_;
 };
 

@@ -98,7 +98,8 @@ struct Intake::Impl {
                   {"rules_fired", counters.rules_fired},
                   {"stops", counters.stops},
                   {"checkpoints_failed", counters.checkpoints_failed},
-                  {"outputs_duplicate", counters.outputs_duplicate}};
+                  {"outputs_duplicate", counters.outputs_duplicate},
+                  {"results_pruned", counters.results_pruned}};
     if (const DumpWriter* dumps = modules.results ? modules.results->writer() : nullptr) {
       const auto d = dumps->stats();
       n.counters["result_records"] = d.records;
@@ -106,6 +107,9 @@ struct Intake::Impl {
       n.counters["result_errors"] = d.errors;
       n.counters["result_rebuilds"] = d.rebuilds;
       n.counters["results_finalised"] = d.finalised;
+      n.counters["result_syncs"] = d.syncs;
+      n.counters["result_resumed"] = d.resumed;
+      n.counters["result_lost"] = d.lost;
     }
     n.rejected = counters.rejected;
     n.sessions = sessions.size();

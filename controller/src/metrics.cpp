@@ -50,8 +50,12 @@ constexpr CounterDef kCounters[] = {
     {"vigil_checkpoints_failed_total", "checkpoints_failed", "Checkpoint writes the simulation reported as failed (e.g. disk full)."},
     {"vigil_result_records_total", "result_records", "Result values written to HDF5 dumps."},
     {"vigil_result_refused_total", "result_refused", "Result values a dump refused (shape changed, too many segments)."},
-    {"vigil_result_errors_total", "result_errors", "HDF5 dump write errors (the values stay in the store)."},
-    {"vigil_result_rebuilds_total", "result_rebuilds", "HDF5 dumps (re)built from the store."},
+    {"vigil_result_errors_total", "result_errors", "HDF5 dump write errors (values not yet on disk stay in the store)."},
+    {"vigil_result_rebuilds_total", "result_rebuilds", "HDF5 dumps (re)opened or rebuilt and completed from the store."},
+    {"vigil_result_syncs_total", "result_syncs", "HDF5 dumps synced to disk (their values may then leave the store)."},
+    {"vigil_result_resumed_total", "result_resumed", "HDF5 dumps reopened after a restart or an error, cut back to their last sync."},
+    {"vigil_result_lost_total", "result_lost", "HDF5 dumps that could not be reopened (set aside as .damaged; values up to their last sync lost)."},
+    {"vigil_results_pruned_total", "results_pruned", "Result values dropped from the store because their dump holds them on disk."},
     {"vigil_results_finalised_total", "results_finalised", "HDF5 dumps finalised with digests."},
 };
 

@@ -40,6 +40,7 @@ json job_json(const JobRow& r) {
           {"incarnation", r.incarnation},
           {"current", !is_archived(r.job)},
           {"submit_s", r.submit_s},
+          {"results_in_dump_upto", r.dump_seq},
           {"uid", uid},
           {"user", r.user},
           {"state", r.state},

@@ -114,6 +114,15 @@ const char* const kMigrations[] = {
     //    up by type (VIGIL_UNINDEXED_TYPES): one B-tree less per result row.
     "DROP INDEX events_by_job_type;"
     "CREATE INDEX events_by_job_type ON events(job, type, seq) WHERE " VIGIL_UNINDEXED_TYPES ";",
+    // 6: the result dump is the record (docs/adr/0018-results-leave-the-store.md).
+    //    jobs.result_seq: the newest stored result (startup finds the dumps to
+    //    rebuild without reading timelines); jobs.dump_seq: the job's results
+    //    up to here are durable in its dump and have left the store.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN result_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN dump_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET result_seq = coalesce((SELECT max(seq) FROM events e WHERE e.job = jobs.job AND e.type = 10), 0);
+    )sql",
 };
 
 bool type_indexed(EventType t) {
@@ -128,7 +137,7 @@ bool type_indexed(EventType t) {
 
 #define JOB_COLUMNS \
   "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
-  "coalesce(slurm_state,''),incarnation,submit_s"
+  "coalesce(slurm_state,''),incarnation,submit_s,result_seq,dump_seq"
 
 JobRow job_from_row(sqlite3_stmt* s) {
   JobRow r;
@@ -144,6 +153,8 @@ JobRow job_from_row(sqlite3_stmt* s) {
   r.slurm_state = text_col(s, 9);
   r.incarnation = static_cast<std::uint32_t>(sqlite3_column_int64(s, 10));
   r.submit_s = sqlite3_column_int64(s, 11);
+  r.result_seq = sqlite3_column_int64(s, 12);
+  r.dump_seq = sqlite3_column_int64(s, 13);
   return r;
 }
 
@@ -275,7 +286,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_on
             " VALUES(?,?,?,?,?,?,?,?,?,?,?)") ||
       !prep(st->st_->upsert_job,
             "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?3,?4) ON CONFLICT(job) DO UPDATE SET"
-            " last_ns=max(last_ns,?3), events=events+?4") ||
+            " last_ns=max(last_ns,?3), events=events+?4, result_seq=max(result_seq,?5)") ||
       !prep(st->st_->set_owner, "UPDATE jobs SET uid=coalesce(uid,?2), user=CASE WHEN uid IS NULL THEN ?3 ELSE user END,"
             " label=coalesce(?4,label), study=coalesce(?4,study) WHERE job=?1") ||
       !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1") ||
@@ -358,6 +369,7 @@ Status Store::flush_job_touches() {
     sqlite3_bind_int64(u, 2, t.first_ns);
     sqlite3_bind_int64(u, 3, t.last_ns);
     sqlite3_bind_int64(u, 4, t.count);
+    sqlite3_bind_int64(u, 5, t.result_seq);
     if (sqlite3_step(u) != SQLITE_DONE) return db_error(db_, "upsert job");
   }
   touches_.clear();
@@ -393,6 +405,7 @@ Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64
   t.first_ns = t.count == 0 ? e.ts_ns : std::min(t.first_ns, e.ts_ns);
   t.last_ns = t.count == 0 ? e.ts_ns : std::max(t.last_ns, e.ts_ns);
   t.count++;
+  if (e.type == EventType::result) t.result_seq = sqlite3_last_insert_rowid(db_);
   // Ownership comes only from Slurm's own processes (root), which read the
   // job's uid from slurmstepd; see docs/adr/0005-authorisation.md.
   if (sender_uid == 0 && e.attrs.contains("uid") && e.attrs["uid"].is_number_integer() && e.attrs["uid"].get<std::int64_t>() >= 0) {
@@ -588,25 +601,6 @@ std::optional<StoredEvent> Store::latest(JobKey job, EventType type) {
   auto r = events(job, sqlite3_column_int64(s.s, 0) - 1, 1, std::nullopt, type);
   if (!r || r->empty()) return std::nullopt;
   return std::move(r->front());
-}
-
-Result<std::vector<std::pair<std::uint32_t, bool>>> Store::jobs_needing_dump() {
-  Stmt s;
-  if (sqlite3_prepare_v2(
-          db_,
-          "SELECT job, final FROM (SELECT j.job AS job,"
-          " j.state IN ('COMPLETED','FAILED','CANCELLED','STOPPED') AS final,"
-          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=10) AS last_result,"
-          " (SELECT max(seq) FROM events e WHERE e.job=j.job AND e.type=16 AND e." VIGIL_UNINDEXED_TYPES
-          ") AS last_final FROM jobs j"
-          " WHERE j.job < 4294967296)"  // current jobs only: an archived job's dump was finalised
-          " WHERE last_result IS NOT NULL AND (NOT final OR last_final IS NULL OR last_final < last_result)",
-          -1, &s.s, nullptr) != SQLITE_OK)
-    return db_error(db_, "jobs needing a dump");
-  std::vector<std::pair<std::uint32_t, bool>> out;
-  while (sqlite3_step(s.s) == SQLITE_ROW)
-    out.emplace_back(static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 0)), sqlite3_column_int(s.s, 1) != 0);
-  return out;
 }
 
 std::int64_t Store::count_events(JobKey job, EventType type) {

@@ -25,7 +25,7 @@ struct sqlite3_stmt;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -47,6 +47,8 @@ struct JobRow {
   std::string slurm_state;
   std::uint32_t incarnation = 0;  // 0: the first job with this id
   std::int64_t submit_s = 0;      // slurmctld's submit time, 0: not seen
+  std::int64_t result_seq = 0;    // the newest stored result
+  std::int64_t dump_seq = 0;      // results up to here are in the dump only (ADR 0018)
 };
 
 enum class InsertOutcome { stored, duplicate };
@@ -94,12 +96,24 @@ class Store {
   // query (tests check its plan: an index lookup, not a walk of the timeline).
   std::optional<StoredEvent> latest(JobKey job, EventType type);
   static std::string latest_sql(EventType type);
-  // Jobs not in a final state that have stored results (to rebuild their dumps
-  // after a restart), and the seq of the newest insert() that stored an event.
+  // Result values and their dumps (store_results.cpp; schema v6, ADR 0018).
   // (job, ended) for jobs whose dump may be stale: not ended yet, or ended
   // with results newer than their last `results_final` event.
   Result<std::vector<std::pair<std::uint32_t, bool>>> jobs_needing_dump();
-  std::int64_t last_insert_seq() const;
+  // The dump of `job` (incarnation `incarnation`) holds its results with seq
+  // in [from_seq, upto_seq] durably: their values leave the store (inside a
+  // transaction). The rows stay, without their value, as replay ids.
+  struct DumpMark {
+    std::uint32_t job = 0, incarnation = 0;
+    std::int64_t from_seq = 0, upto_seq = 0;
+  };
+  Result<std::int64_t> mark_dumped(const DumpMark& m);  // values dropped
+  std::int64_t dump_seq(std::uint32_t job);              // 0: nothing left the store
+  // Replay ids of results stored at or before `upto_seq` are deleted (inside a
+  // transaction); returns how many.
+  Result<std::int64_t> drop_replay_ids(std::int64_t upto_seq);
+  std::int64_t max_seq();  // the newest event's seq (0: none)
+  std::int64_t last_insert_seq() const;  // the seq of the newest insert() that stored an event
   std::int64_t event_count();
   // Steps that started on a node and have not ended there (to re-watch after a
   // restart): job, step, node and the newest heartbeat interval seen.
@@ -167,7 +181,7 @@ class Store {
   Status prepare_schema();
   Status flush_job_touches();
   struct JobTouch {
-    std::int64_t first_ns = 0, last_ns = 0, count = 0;
+    std::int64_t first_ns = 0, last_ns = 0, count = 0, result_seq = 0;
   };
   std::map<std::uint32_t, JobTouch> touches_;  // per transaction
   Status check_schema(const std::string& path);

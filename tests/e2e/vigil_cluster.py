@@ -165,6 +165,16 @@ class Vigild:
         return self.stop(signal.SIGKILL)
 
 
+def metric(vigild, name):
+    """One unlabelled sample of vigild's Prometheus /metrics (0 when absent)."""
+    import urllib.request
+    with urllib.request.urlopen(vigild.http + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def vigil(cluster, *args, user=None, check=True, as_json=True, timeout=30):
     """Run the real `vigil` CLI; returns parsed JSON (or the CompletedProcess)."""
     cmd = [str(VIGIL), "--endpoint", cluster.endpoint, "--munge-socket", cluster.munge_socket]

@@ -31,7 +31,8 @@ ResultsModule::ResultsModule(Core& core) : core_(core) {
   core_.host.on_abort([this] { staged_.clear(); });  // rolled back: the senders resend them
   core_.host.on_retire([this](std::uint32_t job, std::int64_t now) { retire(job, now); });
   core_.host.on_tick([this](std::int64_t now) { tick(now); });
-  core_.host.on_request("results", [this](const Caller& who, const json& req, Reply reply) { reply(query(who, req)); });
+  core_.host.on_request("results",
+                        [this](const Caller& who, const json& req, Reply reply) { query(who, req, std::move(reply)); });
   core_.host.on_request("stop", [this](const Caller& who, const json& req, Reply reply) {
     reply(request_stop(who, req));
   });
@@ -57,7 +58,9 @@ void ResultsModule::start_dumps() {
         for (const StoredEvent& s : *evs)
           if (auto v = result_value(s.event, s.seq)) out.push_back(std::move(*v));
         return out;
-      });
+      },
+      [this](std::uint32_t job) { return reader_->dump_seq(job); },
+      static_cast<std::int64_t>(core_.cfg.results_sync_s) * 1'000'000'000);
   // Dumps a previous vigild left open (killed mid-write) are rebuilt from the
   // store; those of jobs that ended meanwhile are finalised.
   auto todo = core_.store.jobs_needing_dump();
@@ -216,6 +219,42 @@ void ResultsModule::tick(std::int64_t now) {
     it = finalise_at_.erase(it);
   }
   record_finished(now);
+  apply_syncs(now);
+  answer_reads();
+}
+
+// The dump has these values on disk: they leave the store, their rows stay as
+// replay ids. Replay ids of rows stored more than results_replay_h ago go.
+void ResultsModule::apply_syncs(std::int64_t now) {
+  std::vector<DumpSynced> marks = dumps_->take_synced();
+  if (!marks.empty()) {
+    core_.transaction("results leave the store", [&] {
+      for (const DumpSynced& m : marks) {
+        auto n = core_.store.mark_dumped({m.job, m.incarnation, m.from_seq, m.upto_seq});
+        if (!n) {
+          spdlog::error("job {}: dropping values its dump holds: {}", m.job, n.error().what());
+          return false;
+        }
+        core_.counters.results_pruned += static_cast<std::uint64_t>(*n);
+      }
+      return true;
+    });
+  }
+  constexpr std::int64_t kMinute = 60'000'000'000;
+  if (replay_marks_.empty() || now - replay_marks_.back().first >= kMinute)
+    replay_marks_.emplace_back(now, core_.store.max_seq());
+  const std::int64_t window = static_cast<std::int64_t>(core_.cfg.results_replay_h) * 3600 * 1'000'000'000;
+  std::int64_t upto = 0;
+  while (!replay_marks_.empty() && replay_marks_.front().first <= now - window) {
+    upto = replay_marks_.front().second;
+    replay_marks_.pop_front();
+  }
+  if (upto > 0)
+    core_.transaction("replay ids expire", [&] {
+      auto n = core_.store.drop_replay_ids(upto);
+      if (!n) spdlog::error("dropping expired replay ids: {}", n.error().what());
+      return static_cast<bool>(n);
+    });
 }
 
 // Slurm reused the id (ADR 0017). A dump still waiting to be finalised (the
@@ -246,6 +285,12 @@ void ResultsModule::record_finished(std::int64_t now) {
                  {{"by", "vigild"}, {"ok", d.ok}, {"error", d.error}, {"files", files}, {"records", d.records},
                   {"last_step", d.last_step}},
                  now);
+    if (d.ok && d.upto_seq > 0)
+      core_.transaction("results leave the store", [&] {
+        auto n = core_.store.mark_dumped({d.job, d.incarnation, d.from_seq, d.upto_seq});
+        if (n) core_.counters.results_pruned += static_cast<std::uint64_t>(*n);
+        return static_cast<bool>(n);
+      });
     if (core_.facts(d.job).ended && !finalise_at_.count(d.job))
       core_.forget_facts(d.job);  // read again from the store if anything else arrives
   }
@@ -253,47 +298,89 @@ void ResultsModule::record_finished(std::int64_t now) {
 
 // The `results` query behind `vigil tail`: values after a sequence number;
 // arrays come summarised (shape, min, max, mean, non-finite count).
-Result<json> ResultsModule::query(const Caller& who, const json& req) {
+void ResultsModule::query(const Caller& who, const json& req, Reply reply) {
   if (!req.contains("job") || !req["job"].is_number_unsigned() || req["job"].get<std::uint64_t>() > 0xffffffffu)
-    return make_error(Errc::malformed, "results request needs 'job'");
+    return reply(make_error(Errc::malformed, "results request needs 'job'"));
   const auto job = req["job"].get<std::uint32_t>();
   const auto owner = core_.store.job_owner(job);
   if (!owner || (!who.admin && *owner != who.uid))
-    return make_error(Errc::denied, "job " + std::to_string(job) + " is not yours or unknown");
+    return reply(make_error(Errc::denied, "job " + std::to_string(job) + " is not yours or unknown"));
   const std::int64_t after =
       req.contains("after") && req["after"].is_number_integer() ? req["after"].get<std::int64_t>() : 0;
   const int limit = req.contains("limit") && req["limit"].is_number_unsigned()
                         ? static_cast<int>(std::min<std::uint64_t>(req["limit"].get<std::uint64_t>(), 10000))
                         : 1000;
-  auto evs = core_.store.events(job, after, limit, std::nullopt, EventType::result);
-  if (!evs) return evs.error();
+  if (dumps_ && after < core_.store.dump_seq(job)) {  // those values are only in the files now
+    const std::uint64_t id = next_read_++;
+    reads_[id] = {std::move(reply), job, after, limit};
+    dumps_->read(id, job, core_.facts(job).owner, after, limit);
+    return;
+  }
+  reply(answer(job, after, limit, nullptr));
+}
+
+// Queries that waited on the dump writer. A dump that cannot be read (lost,
+// removed by hand) leaves what the store still holds, and says why.
+void ResultsModule::answer_reads() {
+  for (DumpRead& r : dumps_->take_reads()) {
+    auto it = reads_.find(r.id);
+    if (it == reads_.end()) continue;
+    PendingRead p = std::move(it->second);
+    reads_.erase(it);
+    if (r.values && !r.values->empty()) {
+      p.reply(answer(p.job, p.after, p.limit, &*r.values));
+      continue;
+    }
+    auto out = answer(p.job, std::max(p.after, core_.store.dump_seq(p.job)), p.limit, nullptr);
+    if (out && !r.values) (*out)["dump_error"] = r.values.error().what();
+    p.reply(std::move(out));
+  }
+}
+
+namespace {
+// Arrays come summarised (shape, min, max, mean, non-finite count).
+json value_json(const ResultValue& v) {
+  json o = {{"seq", v.seq}, {"stage", v.stage}, {"name", v.name}, {"units", v.units}, {"step", v.step},
+            {"sim_t", v.sim_time}, {"wall_ns", v.wall_ns}, {"kind", v.array ? "array" : "scalar"}};
+  if (!v.array) {
+    o["v"] = v.value;
+    return o;
+  }
+  double lo = 0, hi = 0, sum = 0;
+  std::size_t finite = 0;
+  for (double x : v.data) {
+    if (!std::isfinite(x)) continue;
+    lo = finite ? std::min(lo, x) : x;
+    hi = finite ? std::max(hi, x) : x;
+    sum += x;
+    ++finite;
+  }
+  o["dims"] = v.dims;
+  o["min"] = lo;
+  o["max"] = hi;
+  o["mean"] = finite ? sum / static_cast<double>(finite) : 0.0;
+  o["nonfinite"] = v.data.size() - finite;
+  return o;
+}
+}  // namespace
+
+// Values after `after`: those read from the dump, or the store's.
+Result<json> ResultsModule::answer(std::uint32_t job, std::int64_t after, int limit,
+                                   const std::vector<ResultValue>* from_dump) {
   json values = json::array();
   std::int64_t last = after;
-  for (const StoredEvent& s : *evs) {
-    last = s.seq;
-    auto v = result_value(s.event, s.seq);
-    if (!v) continue;
-    json o = {{"seq", v->seq}, {"stage", v->stage}, {"name", v->name}, {"units", v->units}, {"step", v->step},
-              {"sim_t", v->sim_time}, {"wall_ns", v->wall_ns}, {"kind", v->array ? "array" : "scalar"}};
-    if (!v->array) {
-      o["v"] = v->value;
-    } else {
-      double lo = 0, hi = 0, sum = 0;
-      std::size_t finite = 0;
-      for (double x : v->data) {
-        if (!std::isfinite(x)) continue;
-        lo = finite ? std::min(lo, x) : x;
-        hi = finite ? std::max(hi, x) : x;
-        sum += x;
-        ++finite;
-      }
-      o["dims"] = v->dims;
-      o["min"] = lo;
-      o["max"] = hi;
-      o["mean"] = finite ? sum / static_cast<double>(finite) : 0.0;
-      o["nonfinite"] = v->data.size() - finite;
+  if (from_dump) {
+    for (const ResultValue& v : *from_dump) {
+      last = v.seq;
+      values.push_back(value_json(v));
     }
-    values.push_back(std::move(o));
+  } else {
+    auto evs = core_.store.events(job, after, limit, std::nullopt, EventType::result);
+    if (!evs) return evs.error();
+    for (const StoredEvent& s : *evs) {
+      last = s.seq;
+      if (auto v = result_value(s.event, s.seq)) values.push_back(value_json(*v));
+    }
   }
   json out = {{"job", job}, {"values", values}, {"last_seq", last}};
   if (auto st = core_.store.job_state(job)) out["state"] = st->first;

@@ -10,11 +10,16 @@
 // State: the writer and its read-only store connection; per job its rule
 //        watch; values of the open group (dropped if it rolls back); dumps to
 //        finalise; stops under way.
-// Fails: a dump that cannot be written is rebuilt from the store later
-//        (DumpWriter); a stop whose simulation never checkpoints is cancelled
-//        after its timeout, with that reason.
+//        Values the dump holds on disk leave the store (ADR 0018): each
+//        sync the writer reports is applied (Store::mark_dumped), and the
+//        rows left as replay ids go `results_replay_h` later; a `results`
+//        query for values that left the store is answered from the files.
+// Fails: a dump that cannot be written is reopened and completed from the
+//        store later (DumpWriter); a stop whose simulation never checkpoints
+//        is cancelled after its timeout, with that reason.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -44,7 +49,10 @@ class ResultsModule : public Module {
   void tick_stops(std::int64_t now);
   void record_finished(std::int64_t now);
   void retire(std::uint32_t job, std::int64_t now);
-  Result<json> query(const Caller& who, const json& req);
+  void query(const Caller& who, const json& req, Reply reply);
+  Result<json> answer(std::uint32_t job, std::int64_t after, int limit, const std::vector<ResultValue>* from_dump);
+  void apply_syncs(std::int64_t now);
+  void answer_reads();
   Result<json> request_stop(const Caller& who, const json& req);
 
   Core& core_;
@@ -62,6 +70,15 @@ class ResultsModule : public Module {
     std::string reason, gathered;
   };
   std::map<std::uint32_t, Stop> stops_;
+  struct PendingRead {
+    Reply reply;
+    std::uint32_t job = 0;
+    std::int64_t after = 0;
+    int limit = 0;
+  };
+  std::map<std::uint64_t, PendingRead> reads_;  // queries waiting on the dump writer
+  std::uint64_t next_read_ = 1;
+  std::deque<std::pair<std::int64_t, std::int64_t>> replay_marks_;  // (when, newest event seq then)
   static void gathered(Stop& st, const std::string& what, std::int64_t now);
 };
 
