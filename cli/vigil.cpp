@@ -292,6 +292,9 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
+    if (!r->value("timeline_complete", true))
+      std::printf("(the newest %zu events; all of them: vigil events --job %s)\n", (*r)["timeline"].size(),
+                  r->value("key", std::string("?")).c_str());
     print_event_header();
     for (const json& e : (*r)["timeline"]) print_event_row(e);
     if (r->value("current", true)) {

@@ -85,8 +85,9 @@ Result<json> query_job(Store& store, const Caller& who, JobKey job, int limit) {
   if (!row) return make_error(Errc::denied, "job " + std::to_string(slurm_id_of(job)) + " is unknown");
   json info = job_json(*row);
   // Result values are many and have their own view (`vigil tail`, the HDF5
-  // dump): the timeline counts them instead of listing them.
-  auto evs = store.events(job, 0, limit, who.only(), EventType::result, true);
+  // dump): the timeline counts them instead of listing them. A job of months
+  // shows its newest `limit` events (`vigil events --job` pages from the start).
+  auto evs = store.events(job, 0, limit, who.only(), EventType::result, true, true);
   if (!evs) return evs.error();
   // In the order things happened, not the order vigild heard of them: the
   // submit event comes from slurmctld's view after the nodes reported starts.
@@ -95,7 +96,8 @@ Result<json> query_job(Store& store, const Caller& who, JobKey job, int limit) {
   json timeline = json::array();
   for (auto& e : *evs) timeline.push_back(event_json(e));
   info["timeline"] = std::move(timeline);
-  info["results"] = store.count_events(job, EventType::result);
+  info["results"] = row->results;
+  info["timeline_complete"] = static_cast<std::int64_t>(evs->size()) < limit;
   json tr = json::array();
   if (auto trs = store.transitions(job))
     for (const auto& t : *trs) tr.push_back({{"from", t.from}, {"to", t.to}, {"reason", t.reason}, {"ts_ns", t.ts_ns}});

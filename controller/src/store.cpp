@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -117,11 +118,14 @@ const char* const kMigrations[] = {
     // 6: the result dump is the record (docs/adr/0018-results-leave-the-store.md).
     //    jobs.result_seq: the newest stored result (startup finds the dumps to
     //    rebuild without reading timelines); jobs.dump_seq: the job's results
-    //    up to here are durable in its dump and have left the store.
+    //    up to here are durable in its dump and have left the store;
+    //    jobs.results: how many it has had (the rows do not stay to be counted).
     R"sql(
     ALTER TABLE jobs ADD COLUMN result_seq INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN dump_seq INTEGER NOT NULL DEFAULT 0;
-    UPDATE jobs SET result_seq = coalesce((SELECT max(seq) FROM events e WHERE e.job = jobs.job AND e.type = 10), 0);
+    ALTER TABLE jobs ADD COLUMN results INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET result_seq = coalesce((SELECT max(seq) FROM events e WHERE e.job = jobs.job AND e.type = 10), 0),
+                    results = (SELECT count(*) FROM events e WHERE e.job = jobs.job AND e.type = 10);
     )sql",
 };
 
@@ -137,7 +141,7 @@ bool type_indexed(EventType t) {
 
 #define JOB_COLUMNS \
   "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
-  "coalesce(slurm_state,''),incarnation,submit_s,result_seq,dump_seq"
+  "coalesce(slurm_state,''),incarnation,submit_s,result_seq,dump_seq,results"
 
 JobRow job_from_row(sqlite3_stmt* s) {
   JobRow r;
@@ -155,6 +159,7 @@ JobRow job_from_row(sqlite3_stmt* s) {
   r.submit_s = sqlite3_column_int64(s, 11);
   r.result_seq = sqlite3_column_int64(s, 12);
   r.dump_seq = sqlite3_column_int64(s, 13);
+  r.results = sqlite3_column_int64(s, 14);
   return r;
 }
 
@@ -285,8 +290,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool read_on
             "INSERT OR IGNORE INTO events(id,type,ts_ns,job,step,task,restart,node,sender_uid,attrs,received_ns)"
             " VALUES(?,?,?,?,?,?,?,?,?,?,?)") ||
       !prep(st->st_->upsert_job,
-            "INSERT INTO jobs(job,first_ns,last_ns,events) VALUES(?1,?2,?3,?4) ON CONFLICT(job) DO UPDATE SET"
-            " last_ns=max(last_ns,?3), events=events+?4, result_seq=max(result_seq,?5)") ||
+            "INSERT INTO jobs(job,first_ns,last_ns,events,result_seq,results) VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(job) DO UPDATE SET"
+            " last_ns=max(last_ns,?3), events=events+?4, result_seq=max(result_seq,?5), results=results+?6") ||
       !prep(st->st_->set_owner, "UPDATE jobs SET uid=coalesce(uid,?2), user=CASE WHEN uid IS NULL THEN ?3 ELSE user END,"
             " label=coalesce(?4,label), study=coalesce(?4,study) WHERE job=?1") ||
       !prep(st->st_->set_state, "UPDATE jobs SET state=?2 WHERE job=?1") ||
@@ -370,6 +375,7 @@ Status Store::flush_job_touches() {
     sqlite3_bind_int64(u, 3, t.last_ns);
     sqlite3_bind_int64(u, 4, t.count);
     sqlite3_bind_int64(u, 5, t.result_seq);
+    sqlite3_bind_int64(u, 6, t.results);
     if (sqlite3_step(u) != SQLITE_DONE) return db_error(db_, "upsert job");
   }
   touches_.clear();
@@ -405,7 +411,10 @@ Result<InsertOutcome> Store::insert(const Event& e, uid_t sender_uid, std::int64
   t.first_ns = t.count == 0 ? e.ts_ns : std::min(t.first_ns, e.ts_ns);
   t.last_ns = t.count == 0 ? e.ts_ns : std::max(t.last_ns, e.ts_ns);
   t.count++;
-  if (e.type == EventType::result) t.result_seq = sqlite3_last_insert_rowid(db_);
+  if (e.type == EventType::result) {
+    t.result_seq = sqlite3_last_insert_rowid(db_);
+    t.results++;
+  }
   // Ownership comes only from Slurm's own processes (root), which read the
   // job's uid from slurmstepd; see docs/adr/0005-authorisation.md.
   if (sender_uid == 0 && e.attrs.contains("uid") && e.attrs["uid"].is_number_integer() && e.attrs["uid"].get<std::int64_t>() >= 0) {
@@ -550,7 +559,7 @@ std::optional<JobRow> Store::job_row(JobKey job) {
 
 Result<std::vector<StoredEvent>> Store::events(std::optional<JobKey> job, std::int64_t after_seq, int limit,
                                                std::optional<uid_t> only_uid, std::optional<EventType> only_type,
-                                               bool exclude_type) {
+                                               bool exclude_type, bool newest) {
   Stmt s;
   std::string sql =
       "SELECT e.seq,e.id,e.type,e.ts_ns,e.job,e.step,e.task,e.restart,e.node,e.sender_uid,e.attrs,e.received_ns"
@@ -559,7 +568,7 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<JobKey> job, std::i
   if (only_uid) sql += " AND j.uid=?4";
   if (only_type) sql += exclude_type ? " AND e.type<>?5" : " AND e.type=?5";
   if (only_type && !exclude_type && type_indexed(*only_type)) sql += " AND e." VIGIL_UNINDEXED_TYPES;
-  sql += " ORDER BY e.seq LIMIT ?2";
+  sql += newest ? " ORDER BY e.seq DESC LIMIT ?2" : " ORDER BY e.seq LIMIT ?2";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "events");
   sqlite3_bind_int64(s.s, 1, after_seq);
   sqlite3_bind_int(s.s, 2, limit);
@@ -584,6 +593,7 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<JobKey> job, std::i
     r.received_ns = sqlite3_column_int64(s.s, 11);
     out.push_back(std::move(r));
   }
+  if (newest) std::reverse(out.begin(), out.end());
   return out;
 }
 

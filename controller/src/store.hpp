@@ -49,6 +49,7 @@ struct JobRow {
   std::int64_t submit_s = 0;      // slurmctld's submit time, 0: not seen
   std::int64_t result_seq = 0;    // the newest stored result
   std::int64_t dump_seq = 0;      // results up to here are in the dump only (ADR 0018)
+  std::int64_t results = 0;       // result values it has had
 };
 
 enum class InsertOutcome { stored, duplicate };
@@ -90,7 +91,8 @@ class Store {
   Result<std::vector<StoredEvent>> events(std::optional<JobKey> job, std::int64_t after_seq,
                                           int limit, std::optional<uid_t> only_uid,
                                           std::optional<EventType> only_type = std::nullopt,
-                                          bool exclude_type = false);  // then: all but only_type
+                                          bool exclude_type = false,  // then: all but only_type
+                                          bool newest = false);       // the newest `limit`, in order
   std::int64_t count_events(JobKey job, EventType type);
   // The newest stored event of `type` for `job`, if any; latest_sql is its
   // query (tests check its plan: an index lookup, not a walk of the timeline).
@@ -181,7 +183,7 @@ class Store {
   Status prepare_schema();
   Status flush_job_touches();
   struct JobTouch {
-    std::int64_t first_ns = 0, last_ns = 0, count = 0, result_seq = 0;
+    std::int64_t first_ns = 0, last_ns = 0, count = 0, result_seq = 0, results = 0;
   };
   std::map<std::uint32_t, JobTouch> touches_;  // per transaction
   Status check_schema(const std::string& path);

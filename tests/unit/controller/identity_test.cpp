@@ -238,6 +238,7 @@ TEST_F(ModulesTest, AVersion3DatabaseMigratesKeepingItsJobs) {
   ASSERT_EQ(sqlite3_open(cfg.database.c_str(), &db), SQLITE_OK);
   for (const char* sql : {"ALTER TABLE jobs DROP COLUMN incarnation", "ALTER TABLE jobs DROP COLUMN submit_s",
                           "ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
+                          "ALTER TABLE jobs DROP COLUMN results",
                           "UPDATE meta SET value='3' WHERE key='schema_version'"})
     ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   sqlite3_close(db);

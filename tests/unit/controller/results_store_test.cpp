@@ -62,6 +62,7 @@ TEST_F(ResultsStoreTest, ValuesLeaveTheStoreOnceOnDiskAndAreStillQueried) {
   ASSERT_TRUE(pruned(30)) << core->counters.results_pruned;
   EXPECT_EQ(valued_rows(5), 0);
   EXPECT_EQ(of(5, EventType::result).size(), 30u);  // the replay ids
+  EXPECT_EQ(store->job_row(5)->results, 30);
   EXPECT_GT(store->dump_seq(5), 0);
   // A replay of a value that left the store is still recognised.
   Event again = value(5, 1);
@@ -117,7 +118,7 @@ TEST_F(ResultsStoreTest, AVersion5DatabaseMigratesAndFindsItsDumps) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(cfg.database.c_str(), &db), SQLITE_OK);
   for (const char* sql : {"ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
-                          "UPDATE meta SET value='5' WHERE key='schema_version'"})
+                          "ALTER TABLE jobs DROP COLUMN results", "UPDATE meta SET value='5' WHERE key='schema_version'"})
     ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   sqlite3_close(db);
   start();
@@ -126,6 +127,7 @@ TEST_F(ResultsStoreTest, AVersion5DatabaseMigratesAndFindsItsDumps) {
   ASSERT_TRUE(todo);
   ASSERT_EQ(todo->size(), 1u);
   EXPECT_EQ(todo->front().first, 7u);
+  EXPECT_EQ(store->job_row(7)->results, 1);
 }
 
 TEST_F(ResultsStoreTest, AMarkForAJobThisStoreDoesNotKnowIsIgnored) {

@@ -201,3 +201,24 @@ TEST(Store, DecisionLookupsUseTheTypeIndex) {
   sqlite3_finalize(q);
   sqlite3_close(c);
 }
+
+// A job of months: `vigil show` lists its newest events, in order, and counts
+// its results from the job row, not from rows that may have left (ADR 0018).
+TEST(Store, TheNewestEventsOfAJobAndItsResultCount) {
+  TempDb db;
+  auto s = Store::open(db.path);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->begin().ok());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE((*s)->insert(ev(EventType::checkpoint, 3), 0, i).ok());
+    ASSERT_TRUE((*s)->insert(ev(EventType::result, 3), 0, i).ok());
+  }
+  ASSERT_TRUE((*s)->commit().ok());
+  auto newest = (*s)->events(3, 0, 3, std::nullopt, EventType::result, true, true);
+  ASSERT_TRUE(newest.ok());
+  ASSERT_EQ(newest->size(), 3u);
+  EXPECT_EQ((*newest)[0].seq, 15);
+  EXPECT_EQ((*newest)[2].seq, 19);
+  EXPECT_EQ((*s)->job_row(3)->results, 10);
+  EXPECT_EQ((*s)->job_row(3)->result_seq, 20);
+}
