@@ -64,7 +64,7 @@ struct Config {
   // this often, and the values they then hold durably leave the store; the
   // ids stay this many hours longer so a late replay is still recognised.
   int results_sync_s = 60;
-  int results_replay_h = 24;
+  int results_replay_h = 1;
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

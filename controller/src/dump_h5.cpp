@@ -72,6 +72,30 @@ Status set_attr_string(hid_t obj, const char* name, const std::string& value) {
 }
 
 
+hid_t append_access() {
+  static const hid_t dapl = [] {
+    const hid_t p = H5Pcreate(H5P_DATASET_ACCESS);
+    H5Pset_chunk_cache(p, 127, 40 * 1024, 1.0);  // one chunk (24 KiB of scalar rows, a 32 KiB 64x64 array)
+    return p;
+  }();
+  return dapl;
+}
+
+hid_t file_access() {
+  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  H5AC_cache_config_t mdc;
+  mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Pget_mdc_config(fapl, &mdc) >= 0) {
+    mdc.set_initial_size = 1;
+    mdc.initial_size = 256 * 1024;
+    mdc.min_size = 128 * 1024;
+    mdc.max_size = 1024 * 1024;
+    H5Pset_mdc_config(fapl, &mdc);
+  }
+  return fapl;
+}
+
 // An extendible dataset: dims (0, extra...) growing along the first axis.
 hid_t create_extendible(hid_t loc, const std::string& path, hid_t type, const std::vector<hsize_t>& extra,
                         hsize_t chunk_rows) {
@@ -86,7 +110,7 @@ hid_t create_extendible(hid_t loc, const std::string& path, hid_t type, const st
   H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
   Hid lcpl(H5Pcreate(H5P_LINK_CREATE));
   H5Pset_create_intermediate_group(lcpl.get(), 1);
-  return H5Dcreate2(loc, path.c_str(), type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT);
+  return H5Dcreate2(loc, path.c_str(), type, space.get(), lcpl.get(), dcpl.get(), append_access());
 }
 
 // Appends `n` rows (each `row_elems` values of `type`) at the end of `dset`.

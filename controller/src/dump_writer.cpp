@@ -78,8 +78,7 @@ Status JobDump::create_file(const std::vector<const ResultValue*>& firsts) {
   const int n = static_cast<int>(files_.size());
   const std::string path = n == 0 ? main_path_ : segment_path(main_path_, n);
   if (auto s = precreate(path, owner_); !s) return s;
-  Hid fapl(H5Pcreate(H5P_FILE_ACCESS));
-  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);  // SWMR needs the v1.10 format
+  Hid fapl(file_access());
   auto f = std::make_unique<File>();
   f->path = path;
   f->fid = Hid(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
@@ -126,7 +125,7 @@ Status JobDump::create_file(const std::vector<const ResultValue*>& firsts) {
     metrics_[v->stage + "/" + v->name] = std::move(m);
   }
   // From here on only appends: readers may open the file (h5py swmr=True).
-  if (H5Fstart_swmr_write(fid) < 0) return h5_error("start SWMR on " + path);
+  if (auto s = start_swmr(files_.size(), *f); !s) return s;
   files_.push_back(std::move(f));
   if (n > 0) {  // announce the segment in the main file
     File& main = *files_[0];
@@ -217,8 +216,7 @@ Result<std::vector<DumpFileInfo>> JobDump::finalise() {
   if (paths.empty()) return std::vector<DumpFileInfo>{};
   // Out of SWMR mode: the main file now gets links to the segments' metrics,
   // so h5py/h5dump see one tree, and is marked complete.
-  Hid fapl(H5Pcreate(H5P_FILE_ACCESS));
-  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  Hid fapl(file_access());
   Hid fid(H5Fopen(paths[0].c_str(), H5F_ACC_RDWR, fapl.get()));
   if (!fid.valid()) return h5_error("reopen " + paths[0]);
   Hid lcpl(H5Pcreate(H5P_LINK_CREATE));
@@ -249,14 +247,8 @@ Result<std::vector<DumpFileInfo>> JobDump::finalise() {
 
 // ---------------------------------------------------------------- DumpWriter
 
-DumpWriter::DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped,
-                       std::int64_t sync_every_ns)
-    : root_(std::move(root)),
-      pattern_(std::move(pattern)),
-      loader_(std::move(loader)),
-      dumped_(std::move(dumped)),
-      sync_every_ns_(sync_every_ns),
-      last_sync_ns_(now_ns()) {
+DumpWriter::DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped)
+    : root_(std::move(root)), pattern_(std::move(pattern)), loader_(std::move(loader)), dumped_(std::move(dumped)) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are returned and logged, not printed
   thread_ = std::thread([this] { run(); });
 }
@@ -316,6 +308,16 @@ void DumpWriter::read(std::uint64_t id, std::uint32_t job, const DumpOwner& owne
   cv_.notify_one();
 }
 
+void DumpWriter::sync() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    Task t;
+    t.kind = Task::Kind::sync;
+    queue_.push_back(std::move(t));
+  }
+  cv_.notify_one();
+}
+
 std::vector<DumpFinal> DumpWriter::take_finished() {
   std::lock_guard<std::mutex> g(mu_);
   return std::exchange(finished_, {});
@@ -354,13 +356,13 @@ DumpWriter::Stats DumpWriter::stats() const {
 
 void DumpWriter::run() {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // error stacks may be per thread
+  // HDF5 keeps freed blocks on free lists of its own, unbounded by default.
+  H5set_free_list_limits(1 << 20, 4 << 20, 1 << 20, 4 << 20, 1 << 20, 4 << 20);
   for (;;) {
     std::deque<Task> work;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      auto ready = [&] { return stop_ || !queue_.empty(); };
-      if (sync_every_ns_ > 0) cv_.wait_for(lk, std::chrono::nanoseconds(sync_every_ns_), ready);
-      else cv_.wait(lk, ready);
+      cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty() && stop_) break;
       work.swap(queue_);
       busy_ = true;
@@ -380,7 +382,6 @@ void DumpWriter::run() {
         spdlog::error("results writer: job {}: {}", t.job, e.what());
       }
     }
-    if (sync_every_ns_ > 0 && now_ns() - last_sync_ns_ >= sync_every_ns_) sync_all();
     {
       std::lock_guard<std::mutex> g(mu_);
       busy_ = false;
@@ -480,7 +481,6 @@ Status DumpWriter::append_counted(JobState& st, const std::vector<ResultValue>& 
 // Every open dump with values since its last sync goes to disk; what it now
 // holds is reported, so the store can let those values go.
 void DumpWriter::sync_all() {
-  last_sync_ns_ = now_ns();
   std::vector<DumpSynced> done;
   for (auto& [job, st] : jobs_) {
     if (!st.dump || st.unsynced_from == 0) continue;
@@ -552,6 +552,7 @@ void DumpWriter::read_job(const Task& t) {
 
 void DumpWriter::handle(Task& t) {
   if (t.kind == Task::Kind::read) return read_job(t);
+  if (t.kind == Task::Kind::sync) return sync_all();
   JobState& st = jobs_[t.job];
   switch (t.kind) {
     case Task::Kind::append:
@@ -567,6 +568,7 @@ void DumpWriter::handle(Task& t) {
     case Task::Kind::finalise:
       return finalise_job(t, st);
     case Task::Kind::read:
+    case Task::Kind::sync:
       return;
   }
 }

@@ -15,9 +15,10 @@
 //
 // Threads: all HDF5 calls happen on the DumpWriter's own thread (Debian's HDF5
 // is not thread-safe). The intake thread hands it committed values; the store
-// holds each value until the dump has it on disk (ADR 0018): every
-// `sync_every` the files with new values are fsynced and the range they now
-// hold is reported (take_synced), after which the store drops those values.
+// holds each value until the dump has it on disk (ADR 0018): on sync() (the
+// results module asks every results_sync_s) the files with new values are
+// fsynced and the range they now hold is reported (take_synced), after which
+// the store drops those values.
 // A dump that is stale after a crash or broken by a full disk is reopened,
 // cut back to what was synced, and completed from the store — never
 // appended twice. One that cannot be reopened is set aside (.damaged) and
@@ -106,6 +107,7 @@ class JobDump {
   Status create_file(const std::vector<const ResultValue*>& firsts);
   void close_all();
   Status reopen(bool write, std::int64_t upto_seq);  // dump_resume.cpp
+  Status start_swmr(std::size_t file, File& f);      // dump_resume.cpp
   Status reopen_file(const std::string& path, bool write, std::int64_t upto_seq);
   bool read_only_ = false;
 
@@ -149,16 +151,16 @@ class DumpWriter {
   using Loader = std::function<Result<std::vector<ResultValue>>(std::uint32_t job, std::int64_t after_seq, int limit)>;
   // How far the store has let the job's values go (Store::dump_seq).
   using DumpedUpto = std::function<std::int64_t(std::uint32_t job)>;
-  // sync_every_ns: how often files with new values are fsynced and reported
-  // (take_synced); 0: only at finalisation.
-  DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped = {},
-             std::int64_t sync_every_ns = 0);
+  DumpWriter(std::string root, std::string pattern, Loader loader, DumpedUpto dumped = {});
   ~DumpWriter();
 
   // All thread-safe and non-blocking: the work is queued for the writer thread.
   void append(const DumpOwner& owner, std::vector<ResultValue> values);  // one job's values, store order
   void finalise(std::uint32_t job, const DumpOwner& owner, std::string reason);
   void rebuild(std::uint32_t job, const DumpOwner& owner);  // after a crash: the files may be stale
+  // Every file with values since its last sync is fsynced, after what was
+  // queued before; the ranges now on disk come back through take_synced().
+  void sync();
   // Values after `after_seq` read from the job's files; the answer comes back
   // through take_reads() under `id`.
   void read(std::uint64_t id, std::uint32_t job, const DumpOwner& owner, std::int64_t after_seq, int limit);
@@ -176,7 +178,7 @@ class DumpWriter {
 
  private:
   struct Task {
-    enum class Kind { append, finalise, rebuild, read } kind = Kind::append;
+    enum class Kind { append, finalise, rebuild, read, sync } kind = Kind::append;
     std::uint32_t job = 0;
     DumpOwner owner;
     std::vector<ResultValue> values;
@@ -206,7 +208,6 @@ class DumpWriter {
   std::string root_, pattern_;
   Loader loader_;
   DumpedUpto dumped_;
-  std::int64_t sync_every_ns_ = 0, last_sync_ns_ = 0;
   std::map<std::uint32_t, JobState> jobs_;  // writer thread only
 
   mutable std::mutex mu_;

@@ -150,7 +150,7 @@ class Store {
     double cpu_s = 0, node_s = 0;
     std::int64_t rss_max = 0, samples = 0;
   };
-  Status add_usage(const UsageRow& r);  // inside a transaction
+  Status add_usage(const UsageRow& r);  // inside a transaction; also the job's hour (usage_job_hour)
   // CPU-hours and node-hours per `width_s` interval between t1 and t2 (epoch
   // s), of the jobs matching every filter given.
   struct UsageFilter {
@@ -162,8 +162,10 @@ class Store {
     double cpu_hours = 0, node_hours = 0;
   };
   Result<std::vector<UsagePoint>> usage(const UsageFilter& f, std::int64_t t1, std::int64_t t2, std::int64_t width_s);
+  static std::string usage_sql(const UsageFilter& f, bool hours);  // its query (plan tests)
   // Minute rows older than `before_s` become hour rows (same totals). Returns rows folded.
-  Result<std::int64_t> compact_usage(std::int64_t before_s);
+  // Only rows from `from_s` on are looked at (where the previous call stopped).
+  Result<std::int64_t> compact_usage(std::int64_t before_s, std::int64_t from_s = 0);
   Status set_account(std::uint32_t job, const std::string& account);
 
   // Job identity (store_identity.cpp; schema v4, docs/adr/0017-job-identity.md).
@@ -200,6 +202,8 @@ class Store {
   // step_row run for every step touched in every group commit).
   sqlite3_stmt* put_step_ = nullptr;
   sqlite3_stmt* step_row_ = nullptr;
+  sqlite3_stmt* add_usage_ = nullptr;
+  sqlite3_stmt* add_job_hour_ = nullptr;
 };
 
 }  // namespace vigil::controller

@@ -45,7 +45,7 @@ Result<JobKey> Store::retire(std::uint32_t job, std::int64_t now_ns) {
   auto known = known_job(job);
   if (!known) return make_error(Errc::denied, "job " + std::to_string(job) + " is unknown");
   const JobKey key = archived_key(job, known->incarnation);
-  for (const char* table : {"events", "transitions", "steps", "usage", "jobs"}) {
+  for (const char* table : {"events", "transitions", "steps", "usage", "usage_job_hour", "jobs"}) {
     Stmt s;
     const std::string sql = std::string("UPDATE ") + table + " SET job=?2 WHERE job=?1";
     if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "retire job");

@@ -1,5 +1,5 @@
 // store_sql.hpp — small SQLite helpers shared by the store's source files
-// (store.cpp, store_usage.cpp). Private to the store.
+// (store.cpp, store_schema.cpp, store_usage.cpp, ...). Private to the store.
 #pragma once
 
 #include <sqlite3.h>
@@ -8,7 +8,20 @@
 
 #include "vigil/result.hpp"
 
+// The event types decisions never look up by (job, type), and that come in
+// numbers: per task (task_start, task_exit, checkpoint_signal) and from the
+// SDK (result, checkpoint, output). The (job, type, seq) index leaves them out
+// (schema v5); a query that wants the index for another type repeats this
+// term word for word (SQLite uses a partial index only when the query's WHERE
+// contains its condition). docs/research/ingest-bench.md has why.
+#define VIGIL_UNINDEXED_TYPES "type NOT IN (4,5,9,10,11,21)"
+
 namespace vigil::controller::sql {
+
+// The schema's migrations, in order (store_schema.cpp): kMigrations[N - 1]
+// brings a database from version N - 1 to N.
+extern const char* const kMigrations[];
+extern const int kMigrationCount;
 
 inline Error db_error(sqlite3* db, const std::string& what) {
   return make_error(Errc::io, what + ": " + sqlite3_errmsg(db));

@@ -94,39 +94,65 @@ Result<std::vector<Store::OpenStep>> Store::open_steps() {
 }
 
 Status Store::add_usage(const UsageRow& r) {
-  Stmt s;
-  if (sqlite3_prepare_v2(db_,
+  if (!add_usage_ &&
+      sqlite3_prepare_v3(db_,
                          "INSERT INTO usage(job,node,bucket_s,width_s,cpu_s,node_s,rss_max,samples)"
                          " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(job,node,width_s,bucket_s) DO UPDATE SET"
                          " cpu_s=cpu_s+?5, node_s=node_s+?6, rss_max=max(rss_max,?7), samples=samples+?8",
-                         -1, &s.s, nullptr) != SQLITE_OK)
+                         -1, SQLITE_PREPARE_PERSISTENT, &add_usage_, nullptr) != SQLITE_OK)
     return db_error(db_, "add usage");
-  sqlite3_bind_int64(s.s, 1, r.job);
-  sqlite3_bind_text(s.s, 2, r.node.c_str(), -1, SQLITE_STATIC);
-  sqlite3_bind_int64(s.s, 3, r.bucket_s);
-  sqlite3_bind_int64(s.s, 4, r.width_s);
-  sqlite3_bind_double(s.s, 5, r.cpu_s);
-  sqlite3_bind_double(s.s, 6, r.node_s);
-  sqlite3_bind_int64(s.s, 7, r.rss_max);
-  sqlite3_bind_int64(s.s, 8, r.samples);
-  if (sqlite3_step(s.s) != SQLITE_DONE) return db_error(db_, "add usage");
+  if (!add_job_hour_ &&
+      sqlite3_prepare_v3(db_,
+                         "INSERT INTO usage_job_hour(job,hour_s,cpu_s,node_s) VALUES(?1,?2,?3,?4)"
+                         " ON CONFLICT(job,hour_s) DO UPDATE SET cpu_s=cpu_s+?3, node_s=node_s+?4",
+                         -1, SQLITE_PREPARE_PERSISTENT, &add_job_hour_, nullptr) != SQLITE_OK)
+    return db_error(db_, "add usage");
+  {
+    ResetOnExit s{add_usage_};
+    sqlite3_bind_int64(s.s, 1, r.job);
+    sqlite3_bind_text(s.s, 2, r.node.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s.s, 3, r.bucket_s);
+    sqlite3_bind_int64(s.s, 4, r.width_s);
+    sqlite3_bind_double(s.s, 5, r.cpu_s);
+    sqlite3_bind_double(s.s, 6, r.node_s);
+    sqlite3_bind_int64(s.s, 7, r.rss_max);
+    sqlite3_bind_int64(s.s, 8, r.samples);
+    if (sqlite3_step(s.s) != SQLITE_DONE) return db_error(db_, "add usage");
+  }
+  ResetOnExit h{add_job_hour_};
+  sqlite3_bind_int64(h.s, 1, r.job);
+  sqlite3_bind_int64(h.s, 2, r.bucket_s - r.bucket_s % 3600);
+  sqlite3_bind_double(h.s, 3, r.cpu_s);
+  sqlite3_bind_double(h.s, 4, r.node_s);
+  if (sqlite3_step(h.s) != SQLITE_DONE) return db_error(db_, "add usage");
   return ok_status();
 }
 
-Result<std::vector<Store::UsagePoint>> Store::usage(const UsageFilter& f, std::int64_t t1, std::int64_t t2,
-                                                    std::int64_t width_s) {
-  if (width_s <= 0) return make_error(Errc::malformed, "usage interval must be positive");
+// Whole hours read the per-job hourly rows (a month of an account: its jobs
+// through jobs_by_account, then ~720 rows each); finer intervals read the
+// per-node minute rows (kept usage_minute_days).
+std::string Store::usage_sql(const UsageFilter& f, bool hours) {
   std::string sql =
-      "SELECT (u.bucket_s / ?3) * ?3 AS t, sum(u.cpu_s) / 3600.0, sum(u.node_s) / 3600.0"
-      " FROM usage u JOIN jobs j ON j.job = u.job WHERE u.bucket_s >= ?1 AND u.bucket_s < ?2";
+      hours ? "SELECT (u.hour_s / ?3) * ?3 AS t, sum(u.cpu_s) / 3600.0, sum(u.node_s) / 3600.0"
+              " FROM usage_job_hour u JOIN jobs j ON j.job = u.job WHERE u.hour_s >= ?1 AND u.hour_s < ?2"
+            : "SELECT (u.bucket_s / ?3) * ?3 AS t, sum(u.cpu_s) / 3600.0, sum(u.node_s) / 3600.0"
+              " FROM usage u JOIN jobs j ON j.job = u.job WHERE u.bucket_s >= ?1 AND u.bucket_s < ?2";
   if (f.account) sql += " AND j.account = ?4";
   if (f.user) sql += " AND j.user = ?5";
   if (f.study) sql += " AND j.study = ?6";
   if (f.job) sql += " AND u.job = ?7";
   sql += " GROUP BY t ORDER BY t";
+  return sql;
+}
+
+Result<std::vector<Store::UsagePoint>> Store::usage(const UsageFilter& f, std::int64_t t1, std::int64_t t2,
+                                                    std::int64_t width_s) {
+  if (width_s <= 0) return make_error(Errc::malformed, "usage interval must be positive");
+  const bool hours = width_s % 3600 == 0;
+  const std::string sql = usage_sql(f, hours);
   Stmt s;
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "usage");
-  sqlite3_bind_int64(s.s, 1, t1);
+  sqlite3_bind_int64(s.s, 1, hours ? t1 - t1 % 3600 : t1);
   sqlite3_bind_int64(s.s, 2, t2);
   sqlite3_bind_int64(s.s, 3, width_s);
   if (f.account) sqlite3_bind_text(s.s, 4, f.account->c_str(), -1, SQLITE_STATIC);
@@ -139,18 +165,19 @@ Result<std::vector<Store::UsagePoint>> Store::usage(const UsageFilter& f, std::i
   return out;
 }
 
-Result<std::int64_t> Store::compact_usage(std::int64_t before_s) {
+Result<std::int64_t> Store::compact_usage(std::int64_t before_s, std::int64_t from_s) {
   // Hour rows absorb the minute rows of their hour (same job and node); the
   // minute rows go. One statement each, inside the caller's transaction.
   const std::string b = std::to_string(before_s - before_s % 3600);
+  const std::string range = " bucket_s >= " + std::to_string(from_s - from_s % 3600) + " AND bucket_s < " + b;
   const std::string fold =
       "INSERT INTO usage(job,node,bucket_s,width_s,cpu_s,node_s,rss_max,samples)"
       " SELECT job, node, (bucket_s/3600)*3600, 3600, sum(cpu_s), sum(node_s), max(rss_max), sum(samples)"
-      " FROM usage WHERE width_s < 3600 AND bucket_s < " + b + " GROUP BY job, node, (bucket_s/3600)*3600"
+      " FROM usage WHERE width_s < 3600 AND" + range + " GROUP BY job, node, (bucket_s/3600)*3600"
       " ON CONFLICT(job,node,width_s,bucket_s) DO UPDATE SET cpu_s=cpu_s+excluded.cpu_s, node_s=node_s+excluded.node_s,"
       " rss_max=max(rss_max,excluded.rss_max), samples=samples+excluded.samples";
   if (auto s = exec(db_, fold.c_str()); !s) return s.error();
-  const std::string drop = "DELETE FROM usage WHERE width_s < 3600 AND bucket_s < " + b;
+  const std::string drop = "DELETE FROM usage WHERE width_s < 3600 AND" + range;
   if (auto s = exec(db_, drop.c_str()); !s) return s.error();
   return static_cast<std::int64_t>(sqlite3_changes(db_));
 }

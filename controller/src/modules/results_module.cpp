@@ -59,8 +59,7 @@ void ResultsModule::start_dumps() {
           if (auto v = result_value(s.event, s.seq)) out.push_back(std::move(*v));
         return out;
       },
-      [this](std::uint32_t job) { return reader_->dump_seq(job); },
-      static_cast<std::int64_t>(core_.cfg.results_sync_s) * 1'000'000'000);
+      [this](std::uint32_t job) { return reader_->dump_seq(job); });
   // Dumps a previous vigild left open (killed mid-write) are rebuilt from the
   // store; those of jobs that ended meanwhile are finalised.
   auto todo = core_.store.jobs_needing_dump();
@@ -221,6 +220,10 @@ void ResultsModule::tick(std::int64_t now) {
   record_finished(now);
   apply_syncs(now);
   answer_reads();
+  if (now - last_sync_ns_ >= static_cast<std::int64_t>(core_.cfg.results_sync_s) * 1'000'000'000) {
+    dumps_->sync();  // on this module's clock: the same in the simulator and the longrun bench
+    last_sync_ns_ = now;
+  }
 }
 
 // The dump has these values on disk: they leave the store, their rows stay as

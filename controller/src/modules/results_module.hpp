@@ -78,6 +78,7 @@ class ResultsModule : public Module {
   };
   std::map<std::uint64_t, PendingRead> reads_;  // queries waiting on the dump writer
   std::uint64_t next_read_ = 1;
+  std::int64_t last_sync_ns_ = 0;  // when the writer was last asked to sync
   std::deque<std::pair<std::int64_t, std::int64_t>> replay_marks_;  // (when, newest event seq then)
   static void gathered(Stop& st, const std::string& what, std::int64_t now);
 };

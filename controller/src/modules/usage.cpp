@@ -92,8 +92,8 @@ void UsageModule::compact(std::int64_t now) {
   next_compact_ns_ = now + 3600LL * 1'000'000'000;
   const std::int64_t before = now / 1'000'000'000 - static_cast<std::int64_t>(core_.cfg.usage_minute_days) * 86400;
   std::int64_t folded = 0;
-  core_.transaction("usage compaction", [&] {
-    auto r = core_.store.compact_usage(before);
+  const bool done = core_.transaction("usage compaction", [&] {
+    auto r = core_.store.compact_usage(before, compacted_to_s_);
     if (!r) {
       spdlog::error("usage compaction: {}", r.error().what());
       return false;
@@ -101,6 +101,7 @@ void UsageModule::compact(std::int64_t now) {
     folded = *r;
     return true;
   });
+  if (done) compacted_to_s_ = before - before % 3600;
   if (folded) spdlog::info("usage: {} minute rows folded into hourly rows", folded);
 }
 

@@ -45,6 +45,7 @@ class UsageModule : public Module {
   std::map<std::pair<std::uint32_t, std::string>, std::int64_t> node_seen_;  // (job, node) -> newest heartbeat
   std::map<std::tuple<std::uint32_t, std::string, std::int64_t>, Store::UsageRow> staged_;
   std::int64_t next_compact_ns_ = 0;
+  std::int64_t compacted_to_s_ = 0;  // minute rows before this are folded (0: look at all once)
 };
 
 }  // namespace vigil::controller

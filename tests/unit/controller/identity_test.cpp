@@ -236,9 +236,9 @@ TEST_F(ModulesTest, AVersion3DatabaseMigratesKeepingItsJobs) {
   stop();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(cfg.database.c_str(), &db), SQLITE_OK);
+  for (const char* sql : kUndoSchema6)
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   for (const char* sql : {"ALTER TABLE jobs DROP COLUMN incarnation", "ALTER TABLE jobs DROP COLUMN submit_s",
-                          "ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
-                          "ALTER TABLE jobs DROP COLUMN results",
                           "UPDATE meta SET value='3' WHERE key='schema_version'"})
     ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   sqlite3_close(db);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "modules/results_module.hpp"
 #include "modules_fixture.hpp"
 
 namespace vigil::controller::modtest {
@@ -27,12 +28,12 @@ class ResultsStoreTest : public ModulesTest {
               {{"kind", "scalar"}, {"name", "energy"}, {"units", "J"}, {"step", step}, {"sim_t", step * 0.5},
                {"v", step * 10.0}});
   }
-  // Waits (real time: the writer syncs on its own clock) until the store has
-  // let go of `n` values, ticking the modules as the intake does.
+  // Ticks the modules as the intake does (a sync is asked for every
+  // results_sync_s) until the store has let go of `n` values.
   bool pruned(std::uint64_t n) {
     for (int i = 0; i < 100 && core->counters.results_pruned < n; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      advance(0.05);
+      advance(0.5);
+      modules.results->drain();
     }
     return core->counters.results_pruned >= n;
   }
@@ -117,8 +118,9 @@ TEST_F(ResultsStoreTest, AVersion5DatabaseMigratesAndFindsItsDumps) {
   stop();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(cfg.database.c_str(), &db), SQLITE_OK);
-  for (const char* sql : {"ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
-                          "ALTER TABLE jobs DROP COLUMN results", "UPDATE meta SET value='5' WHERE key='schema_version'"})
+  for (const char* sql : kUndoSchema6)
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
+  for (const char* sql : {"UPDATE meta SET value='5' WHERE key='schema_version'"})
     ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
   sqlite3_close(db);
   start();

@@ -199,6 +199,15 @@ TEST(Store, DecisionLookupsUseTheTypeIndex) {
   EXPECT_NE(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))).find("NOT IN (4,5,9,10,11,21)"),
             std::string::npos);
   sqlite3_finalize(q);
+  // "Account A (user U, study S) per hour over a month" starts from that
+  // account's jobs and reads their hourly rows by key (schema v6).
+  for (auto [f, index] : {std::pair{Store::UsageFilter{"acct", std::nullopt, std::nullopt, std::nullopt}, "jobs_by_account"},
+                          std::pair{Store::UsageFilter{std::nullopt, "alice", std::nullopt, std::nullopt}, "jobs_by_user"},
+                          std::pair{Store::UsageFilter{std::nullopt, std::nullopt, "study1", std::nullopt}, "jobs_by_study"}}) {
+    const std::string p = plan(Store::usage_sql(f, true));
+    EXPECT_NE(p.find(index), std::string::npos) << p;
+    EXPECT_NE(p.find("SEARCH u USING PRIMARY KEY"), std::string::npos) << p;
+  }
   sqlite3_close(c);
 }
 
