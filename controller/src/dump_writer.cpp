@@ -406,7 +406,7 @@ void DumpWriter::fail(std::uint32_t job, JobState& st, const Error& err) {
 // A job's dump as of everything the store holds. Values that have left the
 // store (up to its dump mark, or what this writer synced itself) are only in
 // the files: those are reopened and cut back to that mark. Otherwise the old
-// files are replaced by a rebuild from the store.
+// files are replaced by a rebuild from the store. Called with no dump open.
 bool DumpWriter::open_job(std::uint32_t job, const DumpOwner& owner, JobState& st) {
   auto path = dump_path(root_, pattern_, owner, job);
   if (!path) {
@@ -414,7 +414,6 @@ bool DumpWriter::open_job(std::uint32_t job, const DumpOwner& owner, JobState& s
     return false;
   }
   const std::int64_t upto = std::max(dumped_ ? dumped_(job) : 0, st.synced_seq);
-  st.dump.reset();
   if (upto > 0) {
     auto resumed = JobDump::resume(*path, owner, job, upto);
     if (resumed) {

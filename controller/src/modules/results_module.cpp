@@ -226,21 +226,24 @@ void ResultsModule::tick(std::int64_t now) {
   }
 }
 
+// Inside a transaction: the values the dump holds on disk leave the store.
+bool ResultsModule::drop_dumped(const DumpSynced& m) {
+  auto n = core_.store.mark_dumped({m.job, m.incarnation, m.from_seq, m.upto_seq});
+  if (!n) {
+    spdlog::error("job {}: dropping values its dump holds: {}", m.job, n.error().what());
+    return false;
+  }
+  core_.counters.results_pruned += static_cast<std::uint64_t>(*n);
+  return true;
+}
+
 // The dump has these values on disk: they leave the store, their rows stay as
 // replay ids. Replay ids of rows stored more than results_replay_h ago go.
 void ResultsModule::apply_syncs(std::int64_t now) {
   std::vector<DumpSynced> marks = dumps_->take_synced();
   if (!marks.empty()) {
     core_.transaction("results leave the store", [&] {
-      for (const DumpSynced& m : marks) {
-        auto n = core_.store.mark_dumped({m.job, m.incarnation, m.from_seq, m.upto_seq});
-        if (!n) {
-          spdlog::error("job {}: dropping values its dump holds: {}", m.job, n.error().what());
-          return false;
-        }
-        core_.counters.results_pruned += static_cast<std::uint64_t>(*n);
-      }
-      return true;
+      return std::all_of(marks.begin(), marks.end(), [&](const DumpSynced& m) { return drop_dumped(m); });
     });
   }
   constexpr std::int64_t kMinute = 60'000'000'000;
@@ -289,11 +292,8 @@ void ResultsModule::record_finished(std::int64_t now) {
                   {"last_step", d.last_step}},
                  now);
     if (d.ok && d.upto_seq > 0)
-      core_.transaction("results leave the store", [&] {
-        auto n = core_.store.mark_dumped({d.job, d.incarnation, d.from_seq, d.upto_seq});
-        if (n) core_.counters.results_pruned += static_cast<std::uint64_t>(*n);
-        return static_cast<bool>(n);
-      });
+      core_.transaction("results leave the store",
+                        [&] { return drop_dumped({d.job, d.incarnation, d.from_seq, d.upto_seq}); });
     if (core_.facts(d.job).ended && !finalise_at_.count(d.job))
       core_.forget_facts(d.job);  // read again from the store if anything else arrives
   }

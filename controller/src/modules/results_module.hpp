@@ -52,6 +52,7 @@ class ResultsModule : public Module {
   void query(const Caller& who, const json& req, Reply reply);
   Result<json> answer(std::uint32_t job, std::int64_t after, int limit, const std::vector<ResultValue>* from_dump);
   void apply_syncs(std::int64_t now);
+  bool drop_dumped(const DumpSynced& m);
   void answer_reads();
   Result<json> request_stop(const Caller& who, const json& req);
 
