@@ -262,13 +262,7 @@ DumpWriter::~DumpWriter() {
   if (thread_.joinable()) thread_.join();
 }
 
-void DumpWriter::append(const DumpOwner& owner, std::vector<ResultValue> values) {
-  if (values.empty()) return;
-  Task t;
-  t.kind = Task::Kind::append;
-  t.job = values.front().job;
-  t.owner = owner;
-  t.values = std::move(values);
+void DumpWriter::push(Task t) {
   {
     std::lock_guard<std::mutex> g(mu_);
     queue_.push_back(std::move(t));
@@ -276,21 +270,21 @@ void DumpWriter::append(const DumpOwner& owner, std::vector<ResultValue> values)
   cv_.notify_one();
 }
 
-void DumpWriter::finalise(std::uint32_t job, const DumpOwner& owner, std::string reason) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    queue_.push_back({Task::Kind::finalise, job, owner, {}, std::move(reason)});
-  }
-  cv_.notify_one();
+void DumpWriter::append(const DumpOwner& owner, std::vector<ResultValue> values) {
+  if (values.empty()) return;
+  Task t;
+  t.kind = Task::Kind::append;
+  t.job = values.front().job;
+  t.owner = owner;
+  t.values = std::move(values);
+  push(std::move(t));
 }
 
-void DumpWriter::rebuild(std::uint32_t job, const DumpOwner& owner) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    queue_.push_back({Task::Kind::rebuild, job, owner, {}, {}});
-  }
-  cv_.notify_one();
+void DumpWriter::finalise(std::uint32_t job, const DumpOwner& owner, std::string reason) {
+  push({Task::Kind::finalise, job, owner, {}, std::move(reason)});
 }
+
+void DumpWriter::rebuild(std::uint32_t job, const DumpOwner& owner) { push({Task::Kind::rebuild, job, owner, {}, {}}); }
 
 void DumpWriter::read(std::uint64_t id, std::uint32_t job, const DumpOwner& owner, std::int64_t after_seq,
                       int limit) {
@@ -301,21 +295,13 @@ void DumpWriter::read(std::uint64_t id, std::uint32_t job, const DumpOwner& owne
   t.read_id = id;
   t.after_seq = after_seq;
   t.limit = limit;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    queue_.push_back(std::move(t));
-  }
-  cv_.notify_one();
+  push(std::move(t));
 }
 
 void DumpWriter::sync() {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    Task t;
-    t.kind = Task::Kind::sync;
-    queue_.push_back(std::move(t));
-  }
-  cv_.notify_one();
+  Task t;
+  t.kind = Task::Kind::sync;
+  push(std::move(t));
 }
 
 std::vector<DumpFinal> DumpWriter::take_finished() {

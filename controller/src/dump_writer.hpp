@@ -195,6 +195,7 @@ class DumpWriter {
     std::int64_t synced_seq = 0;      // values up to here are on disk
     std::int64_t retry_after_ns = 0;  // after an I/O error: rebuild no sooner than this
   };
+  void push(Task t);  // onto the queue, and wake the writer
   void run();
   void handle(Task& t);
   bool open_job(std::uint32_t job, const DumpOwner& owner, JobState& st);
