@@ -75,7 +75,7 @@ Status set_attr_string(hid_t obj, const char* name, const std::string& value) {
 hid_t append_access() {
   static const hid_t dapl = [] {
     const hid_t p = H5Pcreate(H5P_DATASET_ACCESS);
-    H5Pset_chunk_cache(p, 127, 40 * 1024, 1.0);  // one chunk (24 KiB of scalar rows, a 32 KiB 64x64 array)
+    H5Pset_chunk_cache(p, 127, 40 * 1024, 1.0);  // one chunk (6 KiB of scalar rows, a 32 KiB 64x64 array)
     return p;
   }();
   return dapl;

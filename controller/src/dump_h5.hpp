@@ -112,7 +112,7 @@ struct JobDump::File {
   Hid fid;
   Hid segments;  // main file only: /vigil/segments
   hsize_t segment_rows = 0;
-  bool dirty = false;
+  bool segments_grew = false;  // flushed with the next append's datasets
 };
 
 struct JobDump::Metric {

@@ -111,7 +111,6 @@ Status JobDump::sync() {
       return h5_error("file descriptor of " + f->path);
     if (::fsync(*static_cast<int*>(handle)) != 0)
       return make_error(Errc::io, "fsync " + f->path + ": " + std::strerror(errno));
-    f->dirty = false;
   }
   // The files' directory entries too (a segment may be new since the last sync).
   if (!files_.empty()) {
@@ -121,6 +120,13 @@ Status JobDump::sync() {
       ::close(dfd);
     }
   }
+  return ok_status();
+}
+
+Status JobDump::close() {
+  for (auto& f : files_)
+    if (H5Fflush(f->fid.get(), H5F_SCOPE_LOCAL) < 0) return h5_error("flush " + f->path);
+  close_all();
   return ok_status();
 }
 
@@ -191,6 +197,12 @@ Status JobDump::reopen_file(const std::string& path, bool write, std::int64_t up
     f->fid = Hid(H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get()));
   if (!f->fid.valid()) return h5_error("reopen " + path);
   const hid_t fid = f->fid.get();
+  // Appends are made visible dataset by dataset (H5Dflush), which writes the
+  // datasets' chunks and indexes but not the superblock: after a kill, chunks
+  // written since the last sync lie past the end of file the superblock
+  // records, and writing to them again would fail ("addr overflow"). The end
+  // of file becomes the real one; space past the cut is lost, not reused.
+  if (write && H5Fincrement_filesize(fid, 0) < 0) return h5_error("end of file of " + path);
   const std::size_t index = files_.size();
   if (index == 0 && link_exists(fid, "/vigil/segments")) {
     f->segments = Hid(H5Dopen2(fid, "/vigil/segments", append_access()));

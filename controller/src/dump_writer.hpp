@@ -83,6 +83,11 @@ class JobDump {
   // dump_resume.cpp (ADR 0018). Flushes and fsyncs every file: what has been
   // appended so far is on disk.
   Status sync();
+  // Closes every file once all of them can be flushed; if one cannot (a full
+  // disk), nothing is closed and the dump may be closed later. Closing a
+  // dataset that cannot be flushed leaves HDF5 (1.10) a dangling id that
+  // crashes the next open of that file.
+  Status close();
   // Reopens the files of a dump written earlier (by a vigild that was killed:
   // their SWMR-writer marks are cleared; or finalised: appended to again),
   // drops every row newer than `upto_seq` (never synced; the store still
@@ -189,6 +194,7 @@ class DumpWriter {
   };
   struct JobState {
     std::unique_ptr<JobDump> dump;
+    std::unique_ptr<JobDump> broken;  // failed; closed (JobDump::close) before the files are opened again
     std::uint32_t incarnation = 0;
     std::int64_t written_seq = 0;
     std::int64_t unsynced_from = 0;   // the first value appended since the last sync; 0: none
