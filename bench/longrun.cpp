@@ -18,10 +18,13 @@
 // hour of values is still in the store when the run ends; the bench waits for
 // the dump writer once a simulated hour, as it keeps up at a live pace.
 //
-// Prints a progress line per simulated day on stderr and, at the end, one JSON
-// object on stdout: store size (after a WAL checkpoint), result files' size,
-// peak RSS, the p50/p99 latency of a job query (`vigil show`) and of a usage
-// query (an account's CPU- and node-hours per hour over 30 days), wall time.
+// Prints a progress line per simulated quarter day on stderr and, at the end,
+// one JSON object on stdout: days simulated (fewer than planned when
+// `--max-real-s` stopped it), store size (after a WAL checkpoint), result
+// files' size, peak RSS, the p50/p99 latency of a job query (`vigil show`)
+// and of a usage query (an account's CPU- and node-hours per hour over 30
+// days), wall time, the store's growth per day over the second half of the
+// run and the size that growth leads to by the planned end.
 #include <malloc.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -64,6 +67,7 @@ struct Args {
   double failures_per_day = 3;
   int sync_s = 3600;  // results_sync_s, on the virtual clock
   bool dumps = true;  // --no-dumps: values stay in the store (a baseline)
+  double max_real_s = 0;  // > 0: stop (and measure) after this much real time
   unsigned seed = 1;
 };
 
@@ -169,6 +173,11 @@ class Bench {
       restarts();
       if ((m + 1) % 60 == 0 && a_.dumps) modules_.results->drain();  // the writer keeps up, as it does at a live pace
       if ((m + 1) % 360 == 0) progress(static_cast<double>(m + 1) / 1440.0, t0);
+      if ((m + 1) % 60 == 0 && a_.max_real_s > 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > a_.max_real_s) {
+        std::fprintf(stderr, "longrun: stopped after %.0f s of real time (--max-real-s)\n", a_.max_real_s);
+        break;
+      }
     }
     if (a_.dumps) modules_.results->drain();
     finish(t0);
@@ -358,6 +367,7 @@ class Bench {
   }
 
   void progress(double day, std::chrono::steady_clock::time_point t0) {
+    sizes_.emplace_back(day, (file_bytes(cfg_.database) + file_bytes(cfg_.database + "-wal")) / 1e6);
     const double real = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const struct mallinfo2 mi = mallinfo2();  // heap in use vs held free by malloc
     std::fprintf(stderr, "longrun: day %.2f: store %.1f MB (+wal %.1f MB), results %s, rss peak %.0f MiB "
@@ -392,6 +402,18 @@ class Bench {
       if (!ok) std::fprintf(stderr, "longrun: a usage query found nothing: %s\n", req.dump().c_str());
     }
     const std::int64_t events = store_->event_count();
+    const double days = static_cast<double>(now_ - begin_) / (86400.0 * kS);
+    // Growth over the second half of the run (least squares on the size every
+    // quarter day), and where it leads by the end of the planned run.
+    double rate = 0;
+    {
+      double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+      for (const auto& [d, mb] : sizes_)
+        if (d >= days / 2) {
+          n += 1, sx += d, sy += mb, sxx += d * d, sxy += d * mb;
+        }
+      if (n >= 2 && n * sxx - sx * sx > 0) rate = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    }
     modules_ = {};
     core_.reset();
     store_.reset();
@@ -403,10 +425,12 @@ class Bench {
     std::printf("{\"days\": %.2f, \"sims\": %d, \"nodes\": %d, \"store_mb\": %.1f, \"results_mb\": %.1f, "
                 "\"events_stored\": %lld, \"peak_rss_mib\": %.0f, \"job_query_ms_p50\": %.2f, \"job_query_ms_p99\": %.2f, "
                 "\"usage_query_ms_p50\": %.2f, \"usage_query_ms_p99\": %.2f, \"node_losses\": %d, \"requeues\": %d, "
-                "\"real_s\": %.0f}\n",
-                a_.days, a_.sims, a_.sims * a_.nodes_per_sim, store_mb, tree_bytes(cfg_.results_dir) / 1e6,
+                "\"real_s\": %.0f, \"planned_days\": %.2f, \"mb_per_day_second_half\": %.2f, "
+                "\"projected_store_mb\": %.1f}\n",
+                days, a_.sims, a_.sims * a_.nodes_per_sim, store_mb, tree_bytes(cfg_.results_dir) / 1e6,
                 static_cast<long long>(events), static_cast<double>(peak_rss_kb()) / 1024.0, pct(job_ms, 0.5),
-                pct(job_ms, 0.99), pct(usage_ms, 0.5), pct(usage_ms, 0.99), losses_, requeues_, real);
+                pct(job_ms, 0.99), pct(usage_ms, 0.5), pct(usage_ms, 0.99), losses_, requeues_, real, a_.days, rate,
+                store_mb + rate * std::max(0.0, a_.days - days));
   }
 
   Args a_;
@@ -422,6 +446,7 @@ class Bench {
   const std::int64_t begin_ = 1'800'000'000LL * kS;
   std::int64_t now_ = 1'800'000'000LL * kS;
   int losses_ = 0, requeues_ = 0;
+  std::vector<std::pair<double, double>> sizes_;  // (day, store MB incl. WAL) every quarter day
 };
 
 }  // namespace
@@ -443,9 +468,10 @@ int main(int argc, char** argv) {
     else if (k == "--failures-per-day") a.failures_per_day = std::stod(v);
     else if (k == "--seed") a.seed = static_cast<unsigned>(std::stoul(v));
     else if (k == "--sync-s") a.sync_s = std::stoi(v);
+    else if (k == "--max-real-s") a.max_real_s = std::stod(v);
     else {
       std::fprintf(stderr, "usage: vigil_longrun --dir DIR [--days D] [--sims N] [--nodes-per-sim K] "
-                           "[--failures-per-day F] [--seed S] [--sync-s S] [--no-dumps]\n");
+                           "[--failures-per-day F] [--seed S] [--sync-s S] [--max-real-s S] [--no-dumps]\n");
       return 2;
     }
   }

@@ -92,21 +92,24 @@ bool Core::transaction(const char* what, const std::function<bool()>& f) {
   return false;
 }
 
-void Core::record(std::uint32_t job, EventType type, json attrs, std::int64_t now) {
+std::int64_t Core::record(std::uint32_t job, EventType type, json attrs, std::int64_t now) {
   Event e;
   e.id = new_event_id();
   e.type = type;
   e.ts_ns = now;
   e.job = job;
   e.attrs = std::move(attrs);
-  transaction(event_type_name(type), [&] {
+  std::int64_t seq = 0;
+  const bool ok = transaction(event_type_name(type), [&] {
     if (auto r = store.insert(e, 0, now); !r) {
       spdlog::error("cannot record {}: {}", event_type_name(type), r.error().what());
       return false;
     }
-    dispatch(e, store.last_insert_seq(), now);
+    seq = store.last_insert_seq();
+    dispatch(e, seq, now);
     return true;
   });
+  return ok ? seq : 0;
 }
 
 void Core::lifecycle(std::uint32_t job, const LifecycleInput& in, std::int64_t now) {

@@ -125,7 +125,7 @@ class Core {
   void dispatch(const Event& e, std::int64_t seq, std::int64_t now);
   // A controller event on a job's timeline: stored in the open transaction (or
   // one of its own) and dispatched.
-  void record(std::uint32_t job, EventType type, json attrs, std::int64_t now);
+  std::int64_t record(std::uint32_t job, EventType type, json attrs, std::int64_t now);  // its seq; 0: not stored
   // Feed one input to the job's state machine; a change is stored with its
   // reason and dispatched to on_state. Opens a transaction if none is open.
   void lifecycle(std::uint32_t job, const LifecycleInput& in, std::int64_t now);

@@ -29,6 +29,9 @@ struct CheckpointEntry {
   std::int64_t mtime_ns = 0;  // when digested: a file changed since then is not pruned
   double sim_time = 0;
   std::uint32_t restart = 0;
+  // Its `checkpoint` report and `checkpoint_verified` events (0: unknown):
+  // folded into `checkpoint_pruned` when it is pruned (ADR 0019).
+  std::int64_t report_seq = 0, verified_seq = 0;
 };
 
 class DigestWorker {

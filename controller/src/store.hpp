@@ -25,7 +25,7 @@ struct sqlite3_stmt;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -114,6 +114,10 @@ class Store {
   // Replay ids of results stored at or before `upto_seq` are deleted (inside a
   // transaction); returns how many.
   Result<std::int64_t> drop_replay_ids(std::int64_t upto_seq);
+  // A pruned checkpoint's report (`checkpoint`) and `checkpoint_verified`
+  // events, by seq, leave the timeline: its `checkpoint_pruned` event carries
+  // what they said (inside a transaction; ADR 0019). Returns how many went.
+  Result<std::int64_t> fold_checkpoint(JobKey job, std::int64_t report_seq, std::int64_t verified_seq);
   std::int64_t max_seq();  // the newest event's seq (0: none)
   std::int64_t last_insert_seq() const;  // the seq of the newest insert() that stored an event
   std::int64_t event_count();

@@ -78,6 +78,19 @@ std::int64_t Store::max_seq() {
 
 // Where the previous call stopped is kept in meta, so each call walks only
 // the rows stored since.
+Result<std::int64_t> Store::fold_checkpoint(JobKey job, std::int64_t report_seq, std::int64_t verified_seq) {
+  Stmt del;
+  if (sqlite3_prepare_v2(db_, "DELETE FROM events WHERE seq IN (?1, ?2) AND job=?3 AND type IN (11, 18)", -1, &del.s,
+                         nullptr) != SQLITE_OK)
+    return db_error(db_, "fold a pruned checkpoint");
+  sqlite3_bind_int64(del.s, 1, report_seq);
+  sqlite3_bind_int64(del.s, 2, verified_seq);
+  sqlite3_bind_int64(del.s, 3, static_cast<std::int64_t>(job));
+  if (sqlite3_step(del.s) != SQLITE_DONE) return db_error(db_, "fold a pruned checkpoint");
+  const std::int64_t n = sqlite3_changes(db_);  // jobs.events still counts them: events received
+  return n;
+}
+
 Result<std::int64_t> Store::drop_replay_ids(std::int64_t upto_seq) {
   std::int64_t from = 0;
   {

@@ -122,6 +122,15 @@ const char* const kMigrations[] = {
     CREATE INDEX jobs_by_user ON jobs(user) WHERE user IS NOT NULL;
     CREATE INDEX jobs_by_study ON jobs(study) WHERE study IS NOT NULL;
     )sql",
+    // 7: a pruned checkpoint's report (checkpoint) and checkpoint_verified
+    //    events fold into its checkpoint_pruned event
+    //    (docs/adr/0019-pruned-checkpoints-fold.md). One pass over the events.
+    "DELETE FROM events WHERE type IN (11, 18) AND attrs IS NOT NULL"
+    " AND coalesce(json_extract(attrs, '$.failed'), 0) = 0 AND EXISTS ("
+    "  SELECT 1 FROM events p WHERE p.job = events.job AND p.type = 23 AND " VIGIL_UNINDEXED_TYPES
+    "   AND json_extract(p.attrs, '$.path') = json_extract(events.attrs, '$.path')"
+    "   AND json_extract(p.attrs, '$.step') = json_extract(events.attrs, '$.step')"
+    "   AND (events.type = 11 OR json_extract(p.attrs, '$.sha256') = json_extract(events.attrs, '$.sha256')));",
 };
 
 const int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

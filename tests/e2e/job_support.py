@@ -26,8 +26,11 @@ def of_type(tl, kind):
 
 
 def verified(cluster, jid, n):
-    ok = [e for e in of_type(timeline(cluster, jid), "checkpoint_verified") if e["attrs"]["ok"]]
-    return ok if len(ok) >= n else None
+    """The job's kept verified checkpoints, once n have been verified in all: a
+    pruned one's verification is folded into its checkpoint_pruned (ADR 0019)."""
+    tl = timeline(cluster, jid)
+    ok = [e for e in of_type(tl, "checkpoint_verified") if e["attrs"]["ok"]]
+    return ok if len(ok) + len(of_type(tl, "checkpoint_pruned")) >= n else None
 
 
 def job_nodes(cluster, jid):

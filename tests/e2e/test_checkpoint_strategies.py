@@ -125,6 +125,9 @@ def test_keep_checkpoints_leaves_the_newest_k_files(cluster, vigild):
                                                                             "checkpoint_pruned")),
                       timeout=20, what="8 pruned")
     assert all(p["attrs"]["deleted"] and "newest 2" in p["attrs"]["reason"] for p in pruned), pruned
+    # Folded: each pruned checkpoint's report and verification left the timeline.
+    assert all(p["attrs"]["folded"] == 2 and p["attrs"]["reported_ns"] > 0 for p in pruned), pruned
+    assert len(ok) == 2, ok
     left = sorted(p.name for p in d.iterdir())
     newest = sorted(os.path.basename(e["attrs"]["path"]) for e in ok[-2:])
     assert left == newest, (left, newest)

@@ -6,8 +6,8 @@
 namespace vigil::controller {
 
 CheckpointLedger::CheckpointLedger(Core& core) : core_(core) {
-  core_.host.on_event({EventType::checkpoint}, [this](const Event& e, std::int64_t, std::int64_t) {
-    if (!e.attrs.value("failed", false)) add(e);
+  core_.host.on_event({EventType::checkpoint}, [this](const Event& e, std::int64_t seq, std::int64_t) {
+    if (!e.attrs.value("failed", false)) add(e, seq);
   });
   core_.host.on_event({EventType::checkpoint_pruned, EventType::checkpoint_skipped},
                       [this](const Event& e, std::int64_t, std::int64_t) {
@@ -31,17 +31,19 @@ const std::vector<CheckpointEntry>& CheckpointLedger::verified(std::uint32_t job
   auto it = ledger_.find(job);
   if (it != ledger_.end()) return it->second;
   std::vector<CheckpointEntry>& out = ledger_[job];
+  // A pruned checkpoint's checkpoint_verified event has left the store (folded
+  // into its checkpoint_pruned, ADR 0019): what is read here is what is kept,
+  // as many as retention keeps, whatever the job's age.
   if (auto evs = core_.store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_verified))
     for (const StoredEvent& s : *evs)
-      if (s.event.attrs.value("ok", false)) out.push_back(entry_from(s.event.attrs));
+      if (s.event.attrs.value("ok", false)) out.push_back(entry_from(s));
   if (out.empty()) return out;
-  for (EventType gone : {EventType::checkpoint_pruned, EventType::checkpoint_skipped})
-    if (auto evs = core_.store.events(job, 0, 100000, std::nullopt, gone))
-      for (const StoredEvent& s : *evs)
-        std::erase_if(out, [&](const CheckpointEntry& c) {
-          return c.path == s.event.attrs.value("path", std::string()) &&
-                 c.sha256 == s.event.attrs.value("sha256", std::string());
-        });
+  if (auto evs = core_.store.events(job, 0, 100000, std::nullopt, EventType::checkpoint_skipped))
+    for (const StoredEvent& s : *evs)
+      std::erase_if(out, [&](const CheckpointEntry& c) {
+        return c.path == s.event.attrs.value("path", std::string()) &&
+               c.sha256 == s.event.attrs.value("sha256", std::string());
+      });
   return out;
 }
 
@@ -51,8 +53,11 @@ void CheckpointLedger::forget(std::uint32_t job, const std::string& path, const 
   std::erase_if(it->second, [&](const CheckpointEntry& c) { return c.path == path && c.sha256 == sha256; });
 }
 
-CheckpointEntry CheckpointLedger::entry_from(const json& a) {
+CheckpointEntry CheckpointLedger::entry_from(const StoredEvent& verified) {
+  const json& a = verified.event.attrs;
   CheckpointEntry c;
+  c.verified_seq = verified.seq;
+  c.report_seq = a.value("report_seq", std::int64_t{0});
   c.path = a.value("path", std::string());
   c.sha256 = a.value("sha256", std::string());
   c.node = a.value("node", std::string());
@@ -66,8 +71,9 @@ CheckpointEntry CheckpointLedger::entry_from(const json& a) {
 }
 
 // A checkpoint reported by the SDK: digest it on the worker thread.
-void CheckpointLedger::add(const Event& e) {
+void CheckpointLedger::add(const Event& e, std::int64_t seq) {
   CheckpointEntry c;
+  c.report_seq = seq;
   c.path = e.attrs.value("path", std::string());
   c.step = e.attrs.value("step", std::int64_t{0});
   if (e.attrs.contains("sim_t") && e.attrs["sim_t"].is_number()) c.sim_time = e.attrs["sim_t"].get<double>();
@@ -88,17 +94,25 @@ void CheckpointLedger::digested(DigestWorker::Done& d, std::int64_t now) {
   json a = {{"by", "vigild"},           {"ok", ok},                   {"path", d.entry.path},
             {"bytes", d.entry.bytes},   {"sha256", d.entry.sha256},   {"step", d.entry.step},
             {"sim_t", d.entry.sim_time}, {"node", d.entry.node},      {"restart", d.entry.restart},
-            {"reported_ns", d.entry.reported_ns}, {"digest_s", d.seconds}};
+            {"reported_ns", d.entry.reported_ns}, {"report_seq", d.entry.report_seq}, {"digest_s", d.seconds}};
   if (!ok) {
     a["error"] = d.error;
     spdlog::warn("job {}: checkpoint {} not verified: {}", d.job, d.entry.path, d.error);
-  } else {
-    a["mtime_ns"] = d.entry.mtime_ns;
-    verified(d.job);  // loaded before the new entry is stored, so it is added once
-    ledger_[d.job].push_back(d.entry);
+    core_.record(d.job, EventType::checkpoint_verified, std::move(a), now);
+    return;
   }
-  // Retention reacts to this event (checkpoint_retention.cpp).
-  core_.record(d.job, EventType::checkpoint_verified, std::move(a), now);
+  a["mtime_ns"] = d.entry.mtime_ns;
+  verified(d.job);  // loaded before the new entry is stored, so it is added once
+  ledger_[d.job].push_back(d.entry);
+  // Retention reacts to this event (checkpoint_retention.cpp); it may prune
+  // older entries, so the new one is looked up again.
+  const std::int64_t seq = core_.record(d.job, EventType::checkpoint_verified, std::move(a), now);
+  if (auto it = ledger_.find(d.job); it != ledger_.end())
+    for (auto c = it->second.rbegin(); c != it->second.rend(); ++c)
+      if (c->report_seq == d.entry.report_seq && c->path == d.entry.path && c->sha256 == d.entry.sha256) {
+        c->verified_seq = seq;
+        break;
+      }
 }
 
 // `restart_from` (the plugin of a restarted job, or the owner): the newest

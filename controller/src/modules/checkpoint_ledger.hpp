@@ -29,10 +29,10 @@ class CheckpointLedger : public Module {
   const std::vector<CheckpointEntry>& verified(std::uint32_t job);
   // A checkpoint (file and content) leaves the ledger: pruned or skipped.
   void forget(std::uint32_t job, const std::string& path, const std::string& sha256);
-  static CheckpointEntry entry_from(const json& attrs);
+  static CheckpointEntry entry_from(const StoredEvent& verified);
 
  private:
-  void add(const Event& e);
+  void add(const Event& e, std::int64_t seq);
   void restart_from(const Caller& who, const json& req, Reply reply);
   void digested(DigestWorker::Done& d, std::int64_t now);
   void chosen(DigestWorker::Done& d, std::int64_t now);

@@ -79,14 +79,28 @@ void CheckpointRetention::failed_write(const Event& e, std::int64_t now) {
   if (err == ENOSPC || err == EDQUOT) run(e.job, true, now);
 }
 
+// The pruned checkpoint's report and verification leave the timeline; this
+// event says all they said (ADR 0019), so a months-long job's history grows
+// by one event per checkpoint, not three.
 void CheckpointRetention::pruned(std::uint32_t job, const CheckpointEntry& c, const std::string& why, bool deleted,
                                  const std::string& error, std::int64_t now) {
   json a = {{"by", "vigild"}, {"path", c.path}, {"sha256", c.sha256}, {"step", c.step},
-            {"bytes", c.bytes}, {"reason", why}, {"deleted", deleted}};
+            {"bytes", c.bytes}, {"reason", why}, {"deleted", deleted}, {"sim_t", c.sim_time},
+            {"node", c.node}, {"restart", c.restart}, {"reported_ns", c.reported_ns}};
   if (!error.empty()) a["error"] = error;
   if (error.empty()) spdlog::info("job {}: checkpoint {} pruned: {}", job, c.path, why);
   else spdlog::warn("job {}: checkpoint {} not deleted: {}", job, c.path, error);
-  core_.record(job, EventType::checkpoint_pruned, std::move(a), now);
+  core_.transaction("checkpoint_pruned", [&] {
+    if (c.report_seq > 0 || c.verified_seq > 0) {
+      auto folded = core_.store.fold_checkpoint(JobKey{job}, c.report_seq, c.verified_seq);
+      if (!folded) {
+        spdlog::error("job {}: {}", job, folded.error().what());
+        return false;
+      }
+      a["folded"] = *folded;
+    }
+    return core_.record(job, EventType::checkpoint_pruned, std::move(a), now) > 0;
+  });
 }
 
 }  // namespace vigil::controller

@@ -52,7 +52,8 @@ void OutputsModule::digested(DigestWorker::Done& d, std::int64_t now) {
   if (!d.error.empty()) {
     a["error"] = d.error;
     spdlog::warn("job {}: output {} not registered: {}", d.job, d.name, d.error);
-    return core_.record(d.job, EventType::output_registered, std::move(a), now);
+    core_.record(d.job, EventType::output_registered, std::move(a), now);
+    return;
   }
   auto it = reg.find(d.name);
   if (it != reg.end() && it->second.sha256 == d.entry.sha256) {

@@ -1,5 +1,7 @@
 // modules_test.cpp — vigild's modules on their own (modules_fixture.hpp): a
 // real store, an injected clock, a fake Slurm.
+#include <sqlite3.h>
+
 #include "modules_fixture.hpp"
 
 namespace vigil::controller {
@@ -173,7 +175,22 @@ TEST_F(ModulesTest, RetentionKeepsTheNewestKAndMakesRoomWhenTheDiskIsFull) {
   EXPECT_FALSE(fs::exists(files[1]));
   EXPECT_TRUE(fs::exists(files[2]));
   EXPECT_TRUE(fs::exists(files[3]));
-  EXPECT_EQ(of(30, EventType::checkpoint_pruned).size(), 2u);
+  // Each pruned checkpoint is one event that says what its report and its
+  // verification said; those two leave the timeline (ADR 0019).
+  const auto pruned = of(30, EventType::checkpoint_pruned);
+  ASSERT_EQ(pruned.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    const json& a = pruned[static_cast<std::size_t>(i)].event.attrs;
+    EXPECT_EQ(a["path"], files[static_cast<std::size_t>(i)].string());
+    EXPECT_EQ(a["step"], i);
+    EXPECT_EQ(a["node"], "n1");
+    EXPECT_GT(a["reported_ns"].get<std::int64_t>(), 0);
+    EXPECT_EQ(a["bytes"], 100);
+    EXPECT_EQ(a["sha256"].get<std::string>().size(), 64u);
+    EXPECT_EQ(a["folded"], 2) << a.dump();
+  }
+  EXPECT_EQ(of(30, EventType::checkpoint_verified).size(), 2u) << dump(30);
+  EXPECT_EQ(of(30, EventType::checkpoint).size(), 2u);
   // out of space: everything but the newest goes, and the job goes on
   deliver(ev(EventType::checkpoint, 30, 0, "n1",
              {{"path", (dir / "c4").string()}, {"step", 4}, {"failed", true}, {"errno", ENOSPC}, {"error", "No space"}}));
@@ -192,6 +209,16 @@ TEST_F(ModulesTest, RetentionKeepsTheNewestKAndMakesRoomWhenTheDiskIsFull) {
   advance(0.1);
   EXPECT_EQ(answer["path"], files[3].string()) << answer.dump();
   EXPECT_EQ(answer["skipped"], 0);
+  // entries read back from the store fold too when they are pruned
+  const fs::path c5 = file("c5", "five"), c6 = file("c6", "six");
+  checkpoint(30, c5, 5);
+  advance(0.1);
+  checkpoint(30, c6, 6);
+  advance(0.1);
+  advance(0.1);
+  EXPECT_FALSE(fs::exists(files[3]));
+  EXPECT_EQ(of(30, EventType::checkpoint_pruned).back().event.attrs["folded"], 2) << dump(30);
+  EXPECT_EQ(of(30, EventType::checkpoint_verified).size(), 2u) << dump(30);
   // a file changed since it was verified is not deleted
   run_job(31, {"n1"}, {{"keep", 1}});
   const fs::path x = file("x", "x"), y = file("y", "y");
@@ -205,6 +232,45 @@ TEST_F(ModulesTest, RetentionKeepsTheNewestKAndMakesRoomWhenTheDiskIsFull) {
   const auto p = of(31, EventType::checkpoint_pruned);
   ASSERT_EQ(p.size(), 1u);
   EXPECT_FALSE(p[0].event.attrs["deleted"].get<bool>());
+}
+
+// A v6 database kept a pruned checkpoint's report and verification beside its
+// checkpoint_pruned event; opening it as v7 folds them, and the ledger read
+// back holds what is kept.
+TEST_F(ModulesTest, AVersion6DatabaseFoldsItsPrunedCheckpoints) {
+  run_job(32, {"n1"});
+  const fs::path a = file("a32", "first"), b = file("b32", "second");
+  checkpoint(32, a, 1);
+  advance(0.1);
+  checkpoint(32, b, 2);
+  advance(0.1);
+  ASSERT_EQ(of(32, EventType::checkpoint_verified).size(), 2u);
+  stop();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(cfg.database.c_str(), &db), SQLITE_OK);
+  const std::string sql =
+      "INSERT INTO events(id, type, ts_ns, job, sender_uid, attrs, received_ns) SELECT randomblob(16), 23, ts_ns + 1, "
+      "job, 0, json_object('path', json_extract(attrs, '$.path'), 'step', json_extract(attrs, '$.step'), 'sha256', "
+      "json_extract(attrs, '$.sha256'), 'deleted', json('true'), 'reason', 'old'), received_ns FROM events "
+      "WHERE job = 32 AND type = 18 AND json_extract(attrs, '$.step') = 1;"
+      "UPDATE meta SET value = '6' WHERE key = 'schema_version';";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  fs::remove(a);
+  start();
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
+  EXPECT_EQ(of(32, EventType::checkpoint_pruned).size(), 1u);
+  const auto v = of(32, EventType::checkpoint_verified);
+  ASSERT_EQ(v.size(), 1u) << dump(32);
+  EXPECT_EQ(v[0].event.attrs["path"], b.string());
+  const auto r = of(32, EventType::checkpoint);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].event.attrs["path"], b.string());
+  json answer;
+  core->host.request("restart_from", Caller{0, true}, {{"job", 32u}, {"restart", 1}},
+                     [&](Result<json> res) { answer = res ? *res : json(res.error().what()); });
+  advance(0.1);
+  EXPECT_EQ(answer["path"], b.string()) << answer.dump();
 }
 
 TEST_F(ModulesTest, ThePlannerAsksBeforeTheTimeLimitAndRequeuesAProtectedJobBeforeMaintenance) {
