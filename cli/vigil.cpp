@@ -292,7 +292,14 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
-    if (!r->value("timeline_complete", true))
+    if (const auto gone = r->value("timeline_forgotten_ns", std::int64_t{0}); gone > 0) {
+      const std::time_t t = static_cast<std::time_t>(gone / 1'000'000'000);
+      char day[32];
+      std::strftime(day, sizeof day, "%Y-%m-%d", std::localtime(&t));
+      std::printf("(its events and steps were deleted on %s, timeline_keep_days after it ended; its state, "
+                  "transitions and usage are kept)\n", day);
+    }
+    else if (!r->value("timeline_complete", true))
       std::printf("(the newest %zu events; all of them: vigil events --job %s)\n", (*r)["timeline"].size(),
                   r->value("key", std::string("?")).c_str());
     print_event_header();

@@ -38,7 +38,7 @@ Result<Config> parse_config(const std::string& text) {
                                               "checkpoint_on_preemption", "protect_fresh_s", "protect_wait_s",
                                               "protect_min_time_limit_min", "checkpoint_keep",
                                               "checkpoint_budget_mb_per_user", "usage_minute_days",
-                                              "results_sync_s", "results_replay_h"};
+                                              "results_sync_s", "results_replay_h", "timeline_keep_days"};
   try {
     for (const auto& kv : root) {
       const auto key = kv.first.as<std::string>();
@@ -77,6 +77,7 @@ Result<Config> parse_config(const std::string& text) {
       else if (key == "usage_minute_days") c.usage_minute_days = v.as<int>();
       else if (key == "results_sync_s") c.results_sync_s = v.as<int>();
       else if (key == "results_replay_h") c.results_replay_h = v.as<int>();
+      else if (key == "timeline_keep_days") c.timeline_keep_days = v.as<int>();
     }
   } catch (const YAML::Exception& e) {
     return cfg_error(std::string("bad value: ") + e.what());
@@ -123,6 +124,8 @@ Result<Config> parse_config(const std::string& text) {
     return cfg_error("results_sync_s must be in [1, 86400] (seconds between syncs of the result dumps)");
   if (!in_range(c.results_replay_h, 1, 8760))
     return cfg_error("results_replay_h must be in [1, 8760] (hours a pruned result's id is kept)");
+  if (!in_range(c.timeline_keep_days, 0, 36500))
+    return cfg_error("timeline_keep_days must be in [0, 36500] (days a finished job's timeline is kept; 0: forever)");
   if (c.checkpoint_budget_mb_per_user > (1ull << 40))
     return cfg_error("checkpoint_budget_mb_per_user must be at most 2^40 (0: no budget)");
   if (c.heartbeat_missed < 1 || c.heartbeat_missed > 10) return cfg_error("heartbeat_missed must be in [1, 10]");

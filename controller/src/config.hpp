@@ -65,6 +65,9 @@ struct Config {
   // ids stay this many hours longer so a late replay is still recognised.
   int results_sync_s = 60;
   int results_replay_h = 1;
+  // A finished job's events and steps leave the store this many days after
+  // it ended (ADR 0020; 0: never). Its job row, transitions and usage stay.
+  int timeline_keep_days = 90;
 };
 
 Result<Config> parse_config(const std::string& yaml_text);

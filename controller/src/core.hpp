@@ -40,6 +40,7 @@ struct IntakeCounters {
   std::atomic<std::uint64_t> rules_fired{0}, stops{0}, checkpoints_failed{0}, outputs_duplicate{0};
   std::atomic<std::uint64_t> heartbeats{0}, usage_rows{0};
   std::atomic<std::uint64_t> results_pruned{0};  // values that left the store for their dump (ADR 0018)
+  std::atomic<std::uint64_t> timelines_forgotten{0}, timeline_events_deleted{0};  // ADR 0020
   std::map<std::string, std::uint64_t> rejected;  // reason -> count (intake thread only)
 };
 

@@ -99,7 +99,9 @@ struct Intake::Impl {
                   {"stops", counters.stops},
                   {"checkpoints_failed", counters.checkpoints_failed},
                   {"outputs_duplicate", counters.outputs_duplicate},
-                  {"results_pruned", counters.results_pruned}};
+                  {"results_pruned", counters.results_pruned},
+                  {"timelines_forgotten", counters.timelines_forgotten},
+                  {"timeline_events_deleted", counters.timeline_events_deleted}};
     if (const DumpWriter* dumps = modules.results ? modules.results->writer() : nullptr) {
       const auto d = dumps->stats();
       n.counters["result_records"] = d.records;

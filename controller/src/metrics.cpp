@@ -57,6 +57,8 @@ constexpr CounterDef kCounters[] = {
     {"vigil_result_lost_total", "result_lost", "HDF5 dumps that could not be reopened (set aside as .damaged; values up to their last sync lost)."},
     {"vigil_results_pruned_total", "results_pruned", "Result values dropped from the store because their dump holds them on disk."},
     {"vigil_results_finalised_total", "results_finalised", "HDF5 dumps finalised with digests."},
+    {"vigil_timelines_forgotten_total", "timelines_forgotten", "Finished jobs whose timelines left the store after timeline_keep_days."},
+    {"vigil_timeline_events_deleted_total", "timeline_events_deleted", "Events of finished jobs deleted by timeline retention."},
 };
 
 void line(std::string& out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -41,6 +41,7 @@ json job_json(const JobRow& r) {
           {"current", !is_archived(r.job)},
           {"submit_s", r.submit_s},
           {"results_in_dump_upto", r.dump_seq},
+          {"timeline_forgotten_ns", r.timeline_forgotten_ns},
           {"uid", uid},
           {"user", r.user},
           {"state", r.state},

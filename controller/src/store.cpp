@@ -26,7 +26,7 @@ bool type_indexed(EventType t) {
 
 #define JOB_COLUMNS \
   "job,coalesce(uid,-1),coalesce(user,''),state,first_ns,last_ns,events,coalesce(label,''),restart," \
-  "coalesce(slurm_state,''),incarnation,submit_s,result_seq,dump_seq,results"
+  "coalesce(slurm_state,''),incarnation,submit_s,result_seq,dump_seq,results,timeline_forgotten_ns"
 
 JobRow job_from_row(sqlite3_stmt* s) {
   JobRow r;
@@ -45,6 +45,7 @@ JobRow job_from_row(sqlite3_stmt* s) {
   r.result_seq = sqlite3_column_int64(s, 12);
   r.dump_seq = sqlite3_column_int64(s, 13);
   r.results = sqlite3_column_int64(s, 14);
+  r.timeline_forgotten_ns = sqlite3_column_int64(s, 15);
   return r;
 }
 

@@ -25,7 +25,7 @@ struct sqlite3_stmt;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -50,6 +50,7 @@ struct JobRow {
   std::int64_t result_seq = 0;    // the newest stored result
   std::int64_t dump_seq = 0;      // results up to here are in the dump only (ADR 0018)
   std::int64_t results = 0;       // result values it has had
+  std::int64_t timeline_forgotten_ns = 0;  // its events and steps left the store then (ADR 0020); 0: kept
 };
 
 enum class InsertOutcome { stored, duplicate };
@@ -118,6 +119,15 @@ class Store {
   // events, by seq, leave the timeline: its `checkpoint_pruned` event carries
   // what they said (inside a transaction; ADR 0019). Returns how many went.
   Result<std::int64_t> fold_checkpoint(JobKey job, std::int64_t report_seq, std::int64_t verified_seq);
+  // Timelines of finished jobs (store_retention.cpp, schema v8, ADR 0020).
+  // Jobs that ended (or were archived) before `ended_before_ns`, whose
+  // timelines are still stored and whose results are all in their dumps,
+  // oldest first.
+  Result<std::vector<JobKey>> jobs_to_forget(std::int64_t ended_before_ns, int limit);
+  // Deletes at most `max_rows` of the job's events (inside a transaction);
+  // once none are left, its steps rows too, and the job row records `now_ns`.
+  // Returns the events deleted; `done` says whether the job is finished with.
+  Result<std::int64_t> forget_timeline(JobKey job, std::int64_t now_ns, int max_rows, bool& done);
   std::int64_t max_seq();  // the newest event's seq (0: none)
   std::int64_t last_insert_seq() const;  // the seq of the newest insert() that stored an event
   std::int64_t event_count();

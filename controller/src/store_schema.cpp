@@ -131,6 +131,13 @@ const char* const kMigrations[] = {
     "   AND json_extract(p.attrs, '$.path') = json_extract(events.attrs, '$.path')"
     "   AND json_extract(p.attrs, '$.step') = json_extract(events.attrs, '$.step')"
     "   AND (events.type = 11 OR json_extract(p.attrs, '$.sha256') = json_extract(events.attrs, '$.sha256')));",
+    // 8: timelines of finished jobs leave the store after timeline_keep_days
+    //    (docs/adr/0020-timeline-retention.md); the job row says when. The
+    //    index finds the candidates, oldest first, without reading the others.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN timeline_forgotten_ns INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_to_forget ON jobs(last_ns) WHERE timeline_forgotten_ns = 0;
+    )sql",
 };
 
 const int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

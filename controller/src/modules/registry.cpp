@@ -11,6 +11,7 @@
 #include "reconcile.hpp"
 #include "recovery_module.hpp"
 #include "results_module.hpp"
+#include "timeline_retention.hpp"
 #include "usage.hpp"
 
 namespace vigil::controller {
@@ -33,6 +34,7 @@ ModuleSet load_modules(Core& core) {
   m.results = add(std::make_unique<ResultsModule>(core));
   add(std::make_unique<OutputsModule>(core));
   add(std::make_unique<UsageModule>(core));
+  add(std::make_unique<TimelineRetention>(core));
   return m;
 }
 

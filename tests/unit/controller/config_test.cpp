@@ -33,3 +33,15 @@ TEST(Config, BadValuesAreErrors) {
   EXPECT_FALSE(parse_config("[1, 2]\n").ok());
   EXPECT_FALSE(parse_config("listen: [unclosed\n").ok());
 }
+
+TEST(Config, RetentionSettings) {
+  auto c = parse_config("timeline_keep_days: 365\nresults_replay_h: 2\nusage_minute_days: 7\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->timeline_keep_days, 365);
+  EXPECT_EQ(parse_config("")->timeline_keep_days, 90);
+  EXPECT_EQ(parse_config("timeline_keep_days: 0\n")->timeline_keep_days, 0);  // forever
+  auto bad = parse_config("timeline_keep_days: -1\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("timeline_keep_days must be in [0, 36500]"), std::string::npos);
+  EXPECT_FALSE(parse_config("timeline_keep_days: soon\n").ok());
+}
