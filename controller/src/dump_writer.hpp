@@ -46,6 +46,7 @@ namespace vigil::controller {
 
 inline constexpr int kDumpLayoutVersion = 1;
 inline constexpr int kMaxSegments = 32;
+inline constexpr const char* kFreshSuffix = ".new";  // a dump file while it is made (then renamed)
 
 struct DumpOwner {
   uid_t uid = 0;

@@ -122,5 +122,39 @@ TEST_F(DumpWriterTest, AnUnwritableRootIsAnErrorNotACrash) {
   EXPECT_EQ(w.stats().records, 0u);
 }
 
+// A reader that polls for the file (as users' h5py scripts do) opens it as
+// soon as it exists: it must then already be a SWMR file. Before, the file
+// appeared empty at once, a reader's open failed, and the HDF5 lock the reader
+// held for that moment could make vigild's own create fail.
+TEST_F(DumpWriterTest, TheFileAppearsOnlyOnceReadersCanOpenIt) {
+  const std::string path = main_path();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    for (int i = 0; i < 200000; ++i) {  // up to ~10 s
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) {
+        hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+        const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
+        _exit(f >= 0 ? 0 : 3);
+      }
+      usleep(50);
+    }
+    _exit(2);
+  }
+  usleep(20000);  // the reader is polling
+  DumpWriter w(root.string(), "{user}/{job}.h5", loader(), {});
+  commit(w, {scalar(1, "energy", 1, 1), scalar(2, "residual", 2, 1)});
+  w.drain();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: never appeared, 3: appeared but could not be opened";
+  EXPECT_EQ(w.stats().errors, 0u);
+  EXPECT_FALSE(fs::exists(path + kFreshSuffix));
+  EXPECT_EQ(swmr_rows(path, "/stages/main/energy"), 1);
+}
+
 }  // namespace
 }  // namespace vigil::controller
