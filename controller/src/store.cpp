@@ -455,7 +455,7 @@ Result<std::vector<StoredEvent>> Store::events(std::optional<JobKey> job, std::i
   if (job) sql += " AND e.job=?3";
   if (only_uid) sql += " AND j.uid=?4";
   if (only_type) sql += exclude_type ? " AND e.type<>?5" : " AND e.type=?5";
-  if (only_type && !exclude_type && type_indexed(*only_type)) sql += " AND e." VIGIL_UNINDEXED_TYPES;
+  if (only_type && !exclude_type && type_indexed(*only_type)) sql += " AND " VIGIL_UNINDEXED_TYPES;
   sql += newest ? " ORDER BY e.seq DESC LIMIT ?2" : " ORDER BY e.seq LIMIT ?2";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK) return db_error(db_, "events");
   sqlite3_bind_int64(s.s, 1, after_seq);
