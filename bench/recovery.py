@@ -5,7 +5,7 @@ checkpoints every 200 steps of ~6 ms); once two checkpoints are verified, the
 job's second node is killed (its slurmd and slurmstepd, scripts/cluster
 kill-node). From vigild's timeline: detection = node_lost, requeue = the
 "requeued" recovery event, running again = the first value the restarted attempt
-emits (its wall_time), all minus the kill time. Work lost = the step reached at
+emits (its wall_time, read from the job's HDF5 dump), all minus the kill time. Work lost = the step reached at
 the requeue stopped the failed attempt minus the step resumed from, in steps and
 seconds (≤ one checkpoint interval is the goal). The node is revived
 between rounds.
@@ -19,11 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from vigil_cluster import BUILD, Cluster, vigil, wait_for  # noqa: E402
 
 cluster = Cluster(Path(sys.argv[1]), nodes=3).attach()
+RESULTS = Path(sys.argv[1]).parent / "results"  # scripts/bench: vigild's results_dir beside the cluster
 rounds = int(sys.argv[2])
 heat2d = BUILD / "sdk" / "vigil_example_heat2d"
 STEP_S = 0.006
@@ -56,11 +59,17 @@ srun {heat2d} --n 32 --steps {STEPS} --emit-every 10 --snapshot-every 0 --checkp
     t = lambda kind, pred=lambda e: True: min(e["ts_ns"] / 1e9 for e in evs if e["type"] == kind and pred(e))  # noqa
     detect = t("node_lost", lambda e: e["node"] == victim) - killed
     requeue = t("recovery", lambda e: e["attrs"]["action"] == "requeued") - killed
-    running = t("result", lambda e: e.get("restart", 0) >= 1) - killed
     resume = next(e["attrs"] for e in evs if e["type"] == "recovery" and e["attrs"]["action"] == "resume")
-    # Steps the failed attempt computed (its rank 0 ran on until the requeue
-    # stopped it) that the restart must compute again.
-    reached = max(e["attrs"]["step"] for e in evs if e["type"] == "result" and e.get("restart", 0) == 0)
+    # The values themselves from the job's finished dump: the database lets
+    # them go once the dump holds them (ADR 0018), so its timeline no longer
+    # has their steps. Running again = the restarted attempt's first value;
+    # work lost = the steps the failed attempt computed (its rank 0 ran on
+    # until the requeue stopped it) that the restart must compute again.
+    wait_for(lambda: [e for e in events(jid) if e["type"] == "results_final"], timeout=60, what="the dump finalised")
+    with h5py.File(RESULTS / "vigil-alice" / f"{jid}.h5", "r") as f:
+        heat = f["/stages/main/total_heat"][()]
+    running = min(float(r["wall_time"]) for r in heat if r["restart"] >= 1) - killed
+    reached = int(max(r["step"] for r in heat if r["restart"] == 0))
     lost_steps = max(0, reached - resume["step"])
     row = {"round": rnd, "job": jid, "node": victim, "detect_s": round(detect, 2), "requeue_s": round(requeue, 2),
            "running_s": round(running, 2), "lost_steps": lost_steps, "lost_s": round(lost_steps * STEP_S, 2),
