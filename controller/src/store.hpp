@@ -150,7 +150,7 @@ class Store {
     int interval_s = 0;
     std::int64_t heartbeats = 0, max_gap_ms = 0;
     double cpu_s = 0;
-    std::int64_t rss_bytes = 0;
+    std::int64_t rss_bytes = 0;  // the peak reported
     bool silent = false;  // reported silent or lost, not heard from since
   };
   Status put_step(const StepRow& r);  // inside a transaction

@@ -132,8 +132,9 @@ void LivenessModule::note(const Event& e) {
   r.heartbeats++;
   r.interval_s = e.attrs.value("interval_s", r.interval_s);
   if (e.attrs.contains("cpu_s") && e.attrs["cpu_s"].is_number()) r.cpu_s = e.attrs["cpu_s"].get<double>();
+  // The peak: the last sample of a step is often taken as its tasks exit (0).
   if (e.attrs.contains("rss_bytes") && e.attrs["rss_bytes"].is_number_integer())
-    r.rss_bytes = e.attrs["rss_bytes"].get<std::int64_t>();
+    r.rss_bytes = std::max(r.rss_bytes, e.attrs["rss_bytes"].get<std::int64_t>());
 }
 
 Status LivenessModule::flush() {

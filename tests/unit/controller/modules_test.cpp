@@ -330,6 +330,23 @@ TEST_F(ModulesTest, ThePlannerAsksBeforeTheTimeLimitAndRequeuesAProtectedJobBefo
   EXPECT_TRUE(ok);
 }
 
+// The last sample of a step is often taken as its tasks exit (RSS 0): the
+// step row keeps the peak (an e2e test saw 0 once in two runs).
+TEST_F(ModulesTest, AStepRowKeepsThePeakRss) {
+  run_job(51, {"n1"});
+  advance(1);
+  beat(51, "n1", 1.0);  // rss 4096
+  advance(1);
+  deliver(ev(EventType::heartbeat, 51, 0, "n1", {{"interval_s", 1}, {"cpu_s", 2.0}, {"rss_bytes", 0}}));
+  auto rows = store->steps(51);
+  ASSERT_TRUE(rows);
+  auto n1 = std::find_if(rows->begin(), rows->end(), [](auto& r) { return r.step == 0 && r.node == "n1"; });
+  ASSERT_NE(n1, rows->end());
+  EXPECT_EQ(n1->heartbeats, 2);
+  EXPECT_EQ(n1->rss_bytes, 4096);
+  EXPECT_DOUBLE_EQ(n1->cpu_s, 2.0);
+}
+
 TEST_F(ModulesTest, HeartbeatsBecomeAStepRowAndUsageNotEvents) {
   run_job(50, {"n1", "n2"});
   for (int i = 1; i <= 5; ++i) {
