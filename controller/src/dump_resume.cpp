@@ -103,9 +103,15 @@ std::vector<std::string> hard_children(hid_t group) {
 
 }  // namespace
 
-Status JobDump::sync() {
-  for (auto& f : files_) {
+Status JobDump::flush_files() {
+  for (auto& f : files_)
     if (H5Fflush(f->fid.get(), H5F_SCOPE_LOCAL) < 0) return h5_error("flush " + f->path);
+  return ok_status();
+}
+
+Status JobDump::sync() {
+  if (auto s = flush_files(); !s) return s;
+  for (auto& f : files_) {
     void* handle = nullptr;
     if (H5Fget_vfd_handle(f->fid.get(), H5P_DEFAULT, &handle) < 0 || !handle)
       return h5_error("file descriptor of " + f->path);
@@ -124,8 +130,7 @@ Status JobDump::sync() {
 }
 
 Status JobDump::close() {
-  for (auto& f : files_)
-    if (H5Fflush(f->fid.get(), H5F_SCOPE_LOCAL) < 0) return h5_error("flush " + f->path);
+  if (auto s = flush_files(); !s) return s;
   close_all();
   return ok_status();
 }

@@ -112,6 +112,7 @@ class JobDump {
   struct File;
   Status create_file(const std::vector<const ResultValue*>& firsts);
   void close_all();
+  Status flush_files();  // H5Fflush of every file (dump_resume.cpp)
   Status reopen(bool write, std::int64_t upto_seq);  // dump_resume.cpp
   Status start_swmr(std::size_t file, File& f);      // dump_resume.cpp
   Status reopen_file(const std::string& path, bool write, std::int64_t upto_seq);
