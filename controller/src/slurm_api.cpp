@@ -1,6 +1,16 @@
 // slurm_api.cpp — libslurm calls (see slurm_api.hpp).
+//
+// Built against the libslurm of Slurm 22.05 to 26.05 (docker-slurm-cluster
+// builds and tests it on 22.05, 24.11 and 26.05). Where the API changed, the
+// difference is kept in the small shims below, on SLURM_VERSION_NUMBER:
+//   23.11  hostlist_t became a struct; its functions take a pointer
+//   24.11  errno removed (errno, which it always returned)
+//   25.11  job_desc_msg_t.job_id moved into step_id
+//   26.05  slurm_requeue and slurm_kill_job take a slurm_step_id_t;
+//          slurm_free_ctl_conf renamed slurm_free_conf
 #include "slurm_api.hpp"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
@@ -16,6 +26,35 @@ extern "C" {
 namespace vigil::controller {
 
 namespace {
+
+#define VIGIL_SLURM_AT_LEAST(a, b) (SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(a, b, 0))
+
+#if VIGIL_SLURM_AT_LEAST(26, 5)
+// SLURM_STEP_ID_INITIALIZER is a C compound literal: spelled out for C++.
+slurm_step_id_t whole_job(std::uint32_t job) {
+  slurm_step_id_t id{};
+  id.sluid = 0;
+  id.job_id = job;
+  id.step_het_comp = NO_VAL;
+  id.step_id = NO_VAL;
+  return id;
+}
+int requeue(std::uint32_t job) { return slurm_requeue(whole_job(job), 0); }
+int kill_job(std::uint32_t job, std::uint16_t sig) { return slurm_kill_job(whole_job(job), sig, 0); }
+void free_conf(slurm_conf_t* conf) { slurm_free_conf(conf); }
+#else
+int requeue(std::uint32_t job) { return slurm_requeue(job, 0); }
+int kill_job(std::uint32_t job, std::uint16_t sig) { return slurm_kill_job(job, sig, 0); }
+void free_conf(slurm_conf_t* conf) { slurm_free_ctl_conf(conf); }
+#endif
+
+void set_job_id(job_desc_msg_t& desc, std::uint32_t job) {
+#if VIGIL_SLURM_AT_LEAST(25, 11)
+  desc.step_id.job_id = job;
+#else
+  desc.job_id = job;
+#endif
+}
 
 const char* state_name(std::uint32_t base) {
   switch (base) {
@@ -39,7 +78,7 @@ const char* state_name(std::uint32_t base) {
 std::vector<std::string> expand_hostlist(const char* list) {
   std::vector<std::string> out;
   if (!list || !*list) return out;
-  hostlist_t hl = slurm_hostlist_create(list);
+  auto hl = slurm_hostlist_create(list);  // hostlist_t, or hostlist_t* since 23.11
   if (!hl) return out;
   while (char* h = slurm_hostlist_shift(hl)) {
     out.emplace_back(h);
@@ -67,7 +106,7 @@ Status set_node_state(const std::string& node, std::uint32_t state, const std::s
   msg.node_state = state;
   msg.reason = why.data();
   if (slurm_update_node(&msg) != SLURM_SUCCESS)
-    return make_error(Errc::unavailable, "update node " + node + ": " + slurm_strerror(slurm_get_errno()));
+    return make_error(Errc::unavailable, "update node " + node + ": " + slurm_strerror(errno));
   return ok_status();
 }
 }  // namespace
@@ -77,8 +116,8 @@ Status LibSlurmControl::down_node(const std::string& node, const std::string& re
 }
 
 Status LibSlurmControl::requeue_job(std::uint32_t job) {
-  if (slurm_requeue(job, 0) != SLURM_SUCCESS) {
-    const int err = slurm_get_errno();
+  if (requeue(job) != SLURM_SUCCESS) {
+    const int err = errno;
     // Slurm may have requeued it already (a DOWN node's batch job, JobRequeue=1).
     if (err == ESLURM_JOB_PENDING || err == ESLURM_TRANSITION_STATE_NO_UPDATE) return ok_status();
     return make_error(Errc::unavailable, "requeue job " + std::to_string(job) + ": " + slurm_strerror(err));
@@ -89,7 +128,7 @@ Status LibSlurmControl::requeue_job(std::uint32_t job) {
 Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& nodes, bool release) {
   job_desc_msg_t desc;
   slurm_init_job_desc_msg(&desc);
-  desc.job_id = job;
+  set_job_id(desc, job);
   std::vector<char> exc(nodes.begin(), nodes.end());
   exc.push_back('\0');
   if (!nodes.empty()) desc.exc_nodes = exc.data();
@@ -99,7 +138,7 @@ Status LibSlurmControl::exclude_nodes(std::uint32_t job, const std::string& node
   else if (nodes.empty()) return ok_status();  // nothing to change yet
   if (slurm_update_job(&desc) != SLURM_SUCCESS)
     return make_error(Errc::unavailable, "exclude " + nodes + " from job " + std::to_string(job) + ": " +
-                                             slurm_strerror(slurm_get_errno()));
+                                             slurm_strerror(errno));
   return ok_status();
 }
 
@@ -108,8 +147,8 @@ Status LibSlurmControl::drain_node(const std::string& node, const std::string& r
 }
 
 Status LibSlurmControl::cancel_job(std::uint32_t job) {
-  if (slurm_kill_job(job, SIGKILL, 0) != SLURM_SUCCESS) {
-    const int err = slurm_get_errno();
+  if (kill_job(job, SIGKILL) != SLURM_SUCCESS) {
+    const int err = errno;
     if (err == ESLURM_ALREADY_DONE) return ok_status();
     return make_error(Errc::unavailable, "cancel job " + std::to_string(job) + ": " + slurm_strerror(err));
   }
@@ -120,7 +159,7 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
   job_info_msg_t* msg = nullptr;
   SlurmJobs out;
   if (slurm_load_jobs(since, &msg, SHOW_ALL) != SLURM_SUCCESS) {
-    const int err = slurm_get_errno();
+    const int err = errno;
     if (err == SLURM_NO_CHANGE_IN_DATA) {
       out.changed = false;
       out.last_update = since;
@@ -163,16 +202,16 @@ Result<SlurmJobs> LibSlurmControl::load_jobs(std::time_t since) {
 Result<int> LibSlurmControl::kill_wait_s() {
   slurm_conf_t* conf = nullptr;
   if (slurm_load_ctl_conf(0, &conf) != SLURM_SUCCESS)
-    return make_error(Errc::unavailable, std::string("slurm_load_ctl_conf: ") + slurm_strerror(slurm_get_errno()));
+    return make_error(Errc::unavailable, std::string("slurm_load_ctl_conf: ") + slurm_strerror(errno));
   const int k = conf->kill_wait;
-  slurm_free_ctl_conf(conf);
+  free_conf(conf);
   return k;
 }
 
 Result<std::vector<SlurmReservation>> LibSlurmControl::load_reservations() {
   reserve_info_msg_t* msg = nullptr;
   if (slurm_load_reservations(0, &msg) != SLURM_SUCCESS)
-    return make_error(Errc::unavailable, std::string("slurm_load_reservations: ") + slurm_strerror(slurm_get_errno()));
+    return make_error(Errc::unavailable, std::string("slurm_load_reservations: ") + slurm_strerror(errno));
   std::vector<SlurmReservation> out;
   for (std::uint32_t i = 0; i < msg->record_count; ++i) {
     const reserve_info_t& r = msg->reservation_array[i];
