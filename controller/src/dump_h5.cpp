@@ -83,7 +83,12 @@ hid_t append_access() {
 
 hid_t file_access() {
   const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  // The 1.10 file format, whatever HDF5 vigild is built with: SWMR needs at
+  // least 1.10, and a dump written by HDF5 1.14 with "latest" bounds uses
+  // datatype messages that 1.10 readers reject ("bad version number for
+  // datatype message": h5py on Debian 12 reading a dump of vigild on Debian 13,
+  // docker-slurm-cluster's smoke test). Readers of 1.10 and later read it.
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
   H5AC_cache_config_t mdc;
   mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
   if (H5Pget_mdc_config(fapl, &mdc) >= 0) {
