@@ -47,11 +47,11 @@ def record(scenario, **figures):
     TIMES.write_text(json.dumps(data, indent=1))
 
 
-def heat2d_job(cluster, nodes=2, extra="", sleep_ms=8):
+def heat2d_job(cluster, nodes=2, heartbeat=1, extra="", sleep_ms=8):
     args = ARGS.replace("--sleep-ms 8", f"--sleep-ms {sleep_ms}")  # pace only: the result is the same
     return cluster.sbatch(f"""#!/bin/bash
 #SBATCH -N {nodes} --ntasks-per-node=1 --open-mode=append
-#SBATCH --vigil-heartbeat=1 --vigil-retries=2 {extra}
+#SBATCH --vigil-heartbeat={heartbeat} --vigil-retries=2 {extra}
 srun {HEAT2D} --checkpoint-dir /dsc/state/shared/ckpt-$SLURM_JOB_ID {args}
 """)
 
@@ -140,10 +140,7 @@ def test_a_relay_cut_off_from_vigild_spools_and_delivers_in_order_once(cluster, 
     longer, so vigild sees no loss. The relay holds the step's events in the
     node's spool and the SDK holds heat2d's values in its bounded queue; after
     the cut both arrive, in order, once."""
-    jid = cluster.sbatch(f"""#!/bin/bash
-#SBATCH -N 1 -w c2 --vigil-heartbeat=15
-srun {HEAT2D} --checkpoint-dir /dsc/state/shared/ckpt-$SLURM_JOB_ID {ARGS.replace('--sleep-ms 8', '--sleep-ms 12')}
-""")
+    jid = heat2d_job(cluster, nodes=1, heartbeat=15, extra="-w c2", sleep_ms=12)
     wait_for(lambda: of_type(timeline(cluster, jid), "task_start"), 30, "the task running")
     pid = cluster.docker("inspect", "-f", "{{.State.Pid}}", cluster.container("c2")).stdout.strip()
     rule = ["-d", f"{cluster.net}.10", "-p", "tcp", "--dport", "7100", "-j", "DROP"]
