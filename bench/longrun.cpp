@@ -236,15 +236,8 @@ class Bench {
   // the UNIQUE index on ids filled its pages at random (a run on 2026-12-04
   // grew the store 1.5x faster).
   EventId emitter_id(std::int64_t t) {
-    EventId id;
     last_id_ns_ = std::max(last_id_ns_ + 1, t);
-    const auto ns = static_cast<std::uint64_t>(last_id_ns_);
-    const std::uint64_t r = id_rng_();
-    for (int i = 0; i < 8; ++i) {
-      id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
-      id[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(r >> (56 - 8 * i));
-    }
-    return id;
+    return make_event_id(static_cast<std::uint64_t>(last_id_ns_), id_rng_());
   }
 
   // As the intake does, inside the open group.

@@ -68,20 +68,29 @@ Result<EventType> event_type_from_name(std::string_view name) {
 // without coordination (64 random bits per nanosecond), and roughly ordered, so
 // vigild's UNIQUE index on ids is appended to rather than written at random
 // pages (measured: ~4x ingest, docs/research/ingest-bench.md).
-EventId new_event_id() {
+EventId make_event_id(std::uint64_t ns, std::uint64_t random) {
   EventId id;
+  for (int i = 0; i < 8; ++i) {
+    id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
+    id[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(random >> (56 - 8 * i));
+  }
+  return id;
+}
+
+EventId new_event_id() {
   const auto ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
-  for (int i = 0; i < 8; ++i) id[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ns >> (56 - 8 * i));
   // getrandom(2), not OpenSSL: the SPANK plugin links this file without libcrypto.
+  std::uint64_t random = 0;
+  auto* bytes = reinterpret_cast<unsigned char*>(&random);
   std::size_t got = 0;
-  while (got < 8) {
-    const ssize_t n = getrandom(id.data() + 8 + got, 8 - got, 0);
+  while (got < sizeof random) {
+    const ssize_t n = getrandom(bytes + got, sizeof random - got, 0);
     if (n > 0) got += static_cast<std::size_t>(n);
     else if (errno != EINTR) std::abort();  // no kernel randomness: nothing safe to do
   }
-  return id;
+  return make_event_id(ns, random);
 }
 
 std::string event_id_hex(const EventId& id) {

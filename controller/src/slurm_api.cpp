@@ -4,7 +4,7 @@
 // builds and tests it on 22.05, 24.11 and 26.05). Where the API changed, the
 // difference is kept in the small shims below, on SLURM_VERSION_NUMBER:
 //   23.11  hostlist_t became a struct; its functions take a pointer
-//   24.11  errno removed (errno, which it always returned)
+//   24.11  slurm_get_errno() removed (use errno, which it always returned)
 //   25.11  job_desc_msg_t.job_id moved into step_id
 //   26.05  slurm_requeue and slurm_kill_job take a slurm_step_id_t;
 //          slurm_free_ctl_conf renamed slurm_free_conf

@@ -70,6 +70,9 @@ Result<EventType> event_type_from_name(std::string_view name);
 
 using EventId = std::array<std::uint8_t, 16>;
 EventId new_event_id();
+// The same layout from given parts: `ns` big-endian, then `random` big-endian
+// (new_event_id uses the wall clock and getrandom; benchmarks a virtual clock).
+EventId make_event_id(std::uint64_t ns, std::uint64_t random);
 std::string event_id_hex(const EventId& id);
 
 struct Event {

@@ -380,3 +380,11 @@ TEST(Message, AppendJsonTextIsDumpText) {
     EXPECT_EQ(out, "prefix:" + v.dump(-1, ' ', false, json::error_handler_t::replace)) << v.dump(-1, ' ', true, json::error_handler_t::replace);
   }
 }
+
+TEST(EventIds, TimeThenRandomBigEndianSoLaterIdsSortAfter) {
+  const EventId a = make_event_id(0x0102030405060708ull, 0x1112131415161718ull);
+  EXPECT_EQ(event_id_hex(a), "01020304050607081112131415161718");
+  EXPECT_LT(make_event_id(5, ~0ull), make_event_id(6, 0));  // the time part orders ids, as the store's index wants
+  const EventId b = new_event_id(), c = new_event_id();
+  EXPECT_NE(b, c);
+}
