@@ -20,6 +20,7 @@ const char* errc_name(Errc c) noexcept {
     case Errc::unavailable: return "unavailable";
     case Errc::io: return "io";
     case Errc::rate_limited: return "rate_limited";
+    case Errc::superseded: return "superseded";
     case Errc::internal: return "internal";
   }
   return "internal";

@@ -25,7 +25,7 @@ struct sqlite3_stmt;
 
 namespace vigil::controller {
 
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 struct StoredEvent {
   std::int64_t seq = 0;  // arrival order in this store
@@ -181,6 +181,16 @@ class Store {
   // Only rows from `from_s` on are looked at (where the previous call stopped).
   Result<std::int64_t> compact_usage(std::int64_t before_s, std::int64_t from_s = 0);
   Status set_account(std::uint32_t job, const std::string& account);
+
+  // The fence on a job's superseded attempts (store_fence.cpp; schema v9,
+  // docs/adr/0022-fencing-superseded-attempts.md): reports of attempts up to
+  // `restart` emitted after `after_ns` (the emitter's clock) are refused.
+  struct Fence {
+    std::uint32_t restart = 0;
+    std::int64_t after_ns = 0;
+  };
+  Status set_fence(std::uint32_t job, const Fence& f);  // inside a transaction
+  std::optional<Fence> fence(std::uint32_t job);        // nullopt: never fenced
 
   // Job identity (store_identity.cpp; schema v4, docs/adr/0017-job-identity.md).
   // What is recorded about the current job with this id.

@@ -140,6 +140,10 @@ const char* const kMigrations[] = {
     "CREATE INDEX jobs_to_forget ON jobs(last_ns) WHERE timeline_forgotten_ns = 0;"
     "DROP INDEX events_by_job_type;"
     "CREATE INDEX events_by_job_type ON events(job, type, seq) WHERE " VIGIL_UNINDEXED_TYPES ";",
+    // 9: the fence on a job's superseded attempts
+    //    (docs/adr/0022-fencing-superseded-attempts.md); -1: never fenced.
+    "ALTER TABLE jobs ADD COLUMN fence_restart INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN fence_after_ns INTEGER NOT NULL DEFAULT 0;",
 };
 
 const int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -70,6 +70,7 @@ struct Options {
   std::int64_t snapshot_every = 100;
   std::int64_t checkpoint_every = 0;  // 0: only on the checkpoint signal
   std::string checkpoint_dir = ".";
+  std::int64_t attempt_dirs = 0;  // 1: write under DIR/attempt-$VIGIL_RESTART_COUNT (ADR 0022)
   std::int64_t sleep_ms = 0;
   std::int64_t nan_at = -1;  // -1: never
   bool writer = true;        // writes checkpoints (false on tasks other than 0)
@@ -81,7 +82,7 @@ void usage(std::FILE* to) {
   std::fputs(
       "usage: heat2d [--n N] [--steps S] [--emit-every E] [--snapshot-every K]\n"
       "              [--checkpoint-every C] [--checkpoint-dir DIR] [--sleep-ms MS]\n"
-      "              [--nan-at STEP] [--stage NAME] [--out FILE]\n"
+      "              [--nan-at STEP] [--stage NAME] [--out FILE] [--attempt-dirs 0|1]\n"
       "  --n N                grid points per side, boundary included (default 64, >= 3)\n"
       "  --steps S            run until step S (default 500)\n"
       "  --emit-every E       emit total_heat, max_temp, residual, center_temp every E steps (10; 0: never)\n"
@@ -89,6 +90,10 @@ void usage(std::FILE* to) {
       "  --checkpoint-every C write DIR/heat2d-<step>.ckpt every C steps (0: only on the\n"
       "                       checkpoint signal, $VIGIL_CHECKPOINT_SIGNAL or SIGUSR1)\n"
       "  --checkpoint-dir DIR where checkpoints are written and looked for on start (default .)\n"
+      "  --attempt-dirs 1     write them in DIR/attempt-N (N: $VIGIL_RESTART_COUNT, else 0), so\n"
+      "                       a superseded attempt still running somewhere cannot replace a\n"
+      "                       file its successor relies on; start looks in DIR and every\n"
+      "                       DIR/attempt-* (default 0)\n"
       "  --sleep-ms MS        sleep MS milliseconds after every step (default 0)\n"
       "  --nan-at STEP        make the field NaN at STEP (to test early signals)\n"
       "  --stage NAME         the Vigil stage the values belong to (default: main)\n"
@@ -129,6 +134,7 @@ std::optional<Options> parse_args(int argc, char** argv) {
       o.checkpoint_dir = v;
       ok = !o.checkpoint_dir.empty();
     }
+    else if (a == "--attempt-dirs") ok = parse_int(v, 0, o.attempt_dirs) && o.attempt_dirs <= 1;
     else if (a == "--sleep-ms") ok = parse_int(v, 0, o.sleep_ms);
     else if (a == "--nan-at") ok = parse_int(v, 1, o.nan_at);
     else if (a == "--stage") o.stage = v;
@@ -319,10 +325,14 @@ std::pair<Field, std::int64_t> starting_state(const Options& o) {
     }
   }
   std::vector<std::pair<std::int64_t, fs::path>> found;
+  std::vector<fs::path> dirs{o.checkpoint_dir};
   std::error_code ec;
-  for (fs::directory_iterator it(o.checkpoint_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (const std::int64_t s = step_of(it->path().filename().string()); s >= 0) found.emplace_back(s, it->path());
-  }
+  for (fs::directory_iterator it(o.checkpoint_dir, ec), end; o.attempt_dirs && !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().starts_with("attempt-")) dirs.push_back(it->path());
+  for (const fs::path& dir : dirs)
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (const std::int64_t s = step_of(it->path().filename().string()); s >= 0) found.emplace_back(s, it->path());
+    }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [s, path] : found) {
     if (s > o.steps) continue;  // from a longer run: not the state this run asks for
@@ -405,6 +415,13 @@ int main(int argc, char** argv) {
   Field next = u;  // boundary values carried over; interior overwritten every step
   double residual = 0.0;
   std::int64_t last_checkpoint = step;
+  fs::path write_dir = o.checkpoint_dir;
+  if (o.attempt_dirs) {
+    const char* rc = std::getenv("VIGIL_RESTART_COUNT");
+    write_dir /= "attempt-" + std::string(rc && *rc ? rc : "0");
+    std::error_code ec;
+    if (o.writer) fs::create_directories(write_dir, ec);  // a failure shows as failed checkpoints
+  }
   WarnOnce emit_failed{"emit"}, array_failed{"emit_array (at most 65536 points)"}, report_failed{"report_checkpoint"},
       report_failure_failed{"report_checkpoint_failed"};
 
@@ -433,7 +450,7 @@ int main(int argc, char** argv) {
     if (o.writer && (asked || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) && step != last_checkpoint) {
       // Reported with an absolute path: vigild records it for whoever restarts the job.
       std::error_code ec;
-      fs::path path = checkpoint_path(o.checkpoint_dir, step);
+      fs::path path = checkpoint_path(write_dir, step);
       if (fs::path abs = fs::absolute(path, ec); !ec) path = abs;
       if (const int err = write_state(path, u, step); err == 0) {
         last_checkpoint = step;

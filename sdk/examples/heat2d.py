@@ -103,6 +103,9 @@ def parse_args(argv):
                    help="checkpoint every C steps (0: only on the checkpoint signal, "
                         "$VIGIL_CHECKPOINT_SIGNAL or SIGUSR1)")
     p.add_argument("--checkpoint-dir", default=".", metavar="DIR", help="checkpoint directory (.)")
+    p.add_argument("--attempt-dirs", type=int, choices=(0, 1), default=0,
+                   help="1: write checkpoints in DIR/attempt-$VIGIL_RESTART_COUNT; start looks in DIR and "
+                        "every DIR/attempt-* (0)")
     p.add_argument("--sleep-ms", type=count(0), default=0, metavar="MS", help="sleep after every step")
     p.add_argument("--nan-at", type=count(1), default=-1, metavar="STEP", help="make the field NaN at STEP")
     p.add_argument("--stage", default="", metavar="NAME", help="the Vigil stage (default: main)")
@@ -208,13 +211,20 @@ def starting_state(o):
         print(f"heat2d: VIGIL_RESTART_FROM={start} unusable ({why or 'beyond --steps'}); "
               f"looking in {o.checkpoint_dir}", file=sys.stderr)
     found = []
-    try:
-        for entry in os.scandir(o.checkpoint_dir):
-            m = CKPT_NAME.fullmatch(entry.name)
-            if m:
-                found.append((int(m.group(1)), os.path.join(o.checkpoint_dir, entry.name)))
-    except OSError:
-        pass
+    dirs = [o.checkpoint_dir]
+    if o.attempt_dirs:
+        try:
+            dirs += [e.path for e in os.scandir(o.checkpoint_dir) if e.name.startswith("attempt-")]
+        except OSError:
+            pass
+    for d in dirs:
+        try:
+            for entry in os.scandir(d):
+                m = CKPT_NAME.fullmatch(entry.name)
+                if m:
+                    found.append((int(m.group(1)), os.path.join(d, entry.name)))
+        except OSError:
+            pass
     for s, path in sorted(found, reverse=True):
         if s > o.steps:
             continue  # from a longer run: not the state this run asks for
@@ -277,6 +287,11 @@ def main(argv=None):
     u, step = starting_state(o)
     residual = 0.0
     last_checkpoint = step
+    write_dir = o.checkpoint_dir
+    if o.attempt_dirs:
+        write_dir = os.path.join(o.checkpoint_dir, "attempt-" + (os.environ.get("VIGIL_RESTART_COUNT") or "0"))
+        if writer:
+            os.makedirs(write_dir, exist_ok=True)
     emit, emit_array, report = WarnOnce("emit"), WarnOnce("emit_array"), WarnOnce("report_checkpoint")
     report_failure = WarnOnce("report_checkpoint_failed")
 
@@ -300,7 +315,7 @@ def main(argv=None):
         asked = vigil.should_checkpoint()  # read every step, on every task: clears the request
         if writer and (asked or (o.checkpoint_every > 0 and step % o.checkpoint_every == 0)) \
                 and step != last_checkpoint:
-            path = os.path.abspath(os.path.join(o.checkpoint_dir, f"heat2d-{step}.ckpt"))
+            path = os.path.abspath(os.path.join(write_dir, f"heat2d-{step}.ckpt"))
             error = write_state(path, u, step)
             if error is None:
                 last_checkpoint = step

@@ -84,10 +84,13 @@ def test_node_loss_requeues_and_resumes_bit_identical(cluster, vigild, expected_
     tl = timeline(cluster, jid)
     lost = [e for e in of_type(tl, "node_lost") if e["node"] == victim]
     assert lost and lost[0]["ts_ns"] / 1e9 - killed < 10
-    decisions = [e["attrs"] for e in of_type(tl, "recovery")]
+    # "fenced": the batch host's task kept reporting after the lost node's
+    # last sign of life; those reports were refused (ADR 0022).
+    decisions = [e["attrs"] for e in of_type(tl, "recovery") if e["attrs"]["action"] != "fenced"]
     actions = [d["action"] for d in decisions]
     assert actions[:3] == ["requeue", "requeued", "resume"], decisions
     assert "retry 1 of 2" in decisions[0]["reason"] and victim in decisions[0]["reason"]
+    assert -3 < decisions[0]["fence_after_ns"] / 1e9 - killed < 0.5, "fenced at the lost node's last sign of life"
     resume = decisions[2]
     assert resume["step"] >= 500 and resume["path"].endswith(f"heat2d-{resume['step']}.ckpt")
     assert victim not in expand(job_nodes(cluster, jid)), "the restart avoided the lost node"
@@ -132,6 +135,7 @@ def test_vigild_killed_during_recovery_finishes_it_after_restart(cluster, vigild
     vigild.start()
     assert cluster.wait_job(jid, timeout=180) == "COMPLETED"
     actions = [e["attrs"]["action"] for e in of_type(timeline(cluster, jid), "recovery")]
+    actions = [a for a in actions if a != "fenced"]
     assert actions.count("requeue") == 1 and "requeued" in actions and "resume" in actions, actions
     assert f"sha256={expected_sha}" in cluster.job_output(jid).splitlines()[-1]
 
@@ -147,7 +151,7 @@ def test_a_node_failing_while_vigild_is_down_is_recovered_when_it_returns(cluste
     assert cluster.wait_job(jid, timeout=180) == "COMPLETED"
     tl = timeline(cluster, jid)
     assert [e for e in of_type(tl, "node_lost") if e["node"] == victim]
-    actions = [e["attrs"]["action"] for e in of_type(tl, "recovery")]
+    actions = [e["attrs"]["action"] for e in of_type(tl, "recovery") if e["attrs"]["action"] != "fenced"]
     assert actions[:3] == ["requeue", "requeued", "resume"], actions
     assert f"sha256={expected_sha}" in cluster.job_output(jid).splitlines()[-1]
 

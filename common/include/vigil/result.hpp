@@ -27,6 +27,7 @@ enum class Errc {
   unavailable,      // peer down, timeout, daemon not reachable
   io,               // local I/O failure (disk, socket)
   rate_limited,     // a sender over its share: slow down and resend
+  superseded,       // from an attempt vigild has already replaced (ADR 0022): drop, do not resend
   internal,         // a bug: should not happen
 };
 

@@ -91,8 +91,15 @@ void RecoveryModule::consider(std::uint32_t job, RecoveryInput::Trouble trouble,
             {"restart", in.restart}, {"trouble", trouble_name(trouble)}, {"node", node},
             {"delay_s", d.delay_s},  {"reason", d.reason}};
   if (in.has_checkpoint) a["newest_checkpoint"] = verified.back().path;
+  // The attempt given up on may still be running where vigild cannot see it
+  // (a node cut off, paused): what it reports from after its last sign of life
+  // is refused from now on (the fence module, ADR 0022).
+  const Store::Fence fence{in.restart, last_sign_of_life(
+      job, in.restart, trouble == RecoveryInput::Trouble::node_fail ? std::string() : node, now)};
+  a["fence_after_ns"] = fence.after_ns;
   spdlog::warn("job {}: recovery: {} — {}", job, action, d.reason);
   core_.transaction("recovery", [&] {
+    if (auto s = core_.store.set_fence(job, fence); !s) spdlog::error("job {}: {}", job, s.error().what());
     core_.record(job, EventType::recovery, std::move(a), now);
     if (d.action == RecoveryDecision::Action::requeue) {
       core_.lifecycle(job, {LifecycleInput::Kind::requeued, "vigil: " + d.reason}, now);
@@ -127,6 +134,18 @@ void RecoveryModule::planned_requeue(std::uint32_t job, std::uint32_t restart, c
     return true;
   });
   requeues_[job] = Requeue{now, {}, restart};
+}
+
+// The newest event vigild has from attempt `restart` of the job on the node in
+// trouble (its steps' rows: the emitter's clock); every node's when the trouble
+// names none (Slurm's NODE_FAIL). Nothing known: the decision's own time.
+std::int64_t RecoveryModule::last_sign_of_life(std::uint32_t job, std::uint32_t restart, const std::string& node,
+                                               std::int64_t now) {
+  std::int64_t last = 0;
+  if (auto rows = core_.store.steps(job))
+    for (const Store::StepRow& r : *rows)
+      if (r.restart == restart && (node.empty() || r.node == node)) last = std::max(last, r.last_ns);
+  return last > 0 ? last : now;
 }
 
 std::optional<std::uint32_t> RecoveryModule::decided_for(std::uint32_t job) {

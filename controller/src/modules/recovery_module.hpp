@@ -4,7 +4,8 @@
 //        slurmctld's view (reconcile), job_start/job_end of attempts, planned
 //        requeues (the checkpoint planner, ADR 0013).
 // Out:   `recovery` events (requeue / fail / down / requeued / requeue_failed)
-//        with reasons; state changes RECOVERING or FAILED; to Slurm: lost nodes
+//        with reasons; with a requeue or fail for trouble, the fence on the
+//        attempt given up on (Store::set_fence, ADR 0022); state changes RECOVERING or FAILED; to Slurm: lost nodes
 //        marked DOWN, the job requeued, released early from the cred_expire hold
 //        and kept off the lost nodes, or cancelled when its budget is spent.
 // State: decisions waiting for their backoff, exclusions being applied, when
@@ -37,6 +38,7 @@ class RecoveryModule : public Module {
  private:
   std::optional<std::uint32_t> decided_for(std::uint32_t job);
   bool already_down(std::uint32_t job, const std::string& node);
+  std::int64_t last_sign_of_life(std::uint32_t job, std::uint32_t restart, const std::string& node, std::int64_t now);
   void old_attempt_ended(const Event& e, std::int64_t now);
   void resume();
   void tick(std::int64_t now);

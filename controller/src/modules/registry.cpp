@@ -4,6 +4,7 @@
 #include "checkpoint_ledger.hpp"
 #include "checkpoint_planning.hpp"
 #include "checkpoint_retention.hpp"
+#include "fence.hpp"
 #include "identity_module.hpp"
 #include "lifecycle_module.hpp"
 #include "liveness.hpp"
@@ -25,6 +26,7 @@ ModuleSet load_modules(Core& core) {
   };
   add(std::make_unique<IdentityModule>(core));  // first: the job an event belongs to
   add(std::make_unique<LivenessModule>(core));
+  add(std::make_unique<FenceModule>(core));  // before the modules that act on reports
   add(std::make_unique<LifecycleModule>(core));
   m.reconcile = add(std::make_unique<ReconcileModule>(core));
   auto* ledger = add(std::make_unique<CheckpointLedger>(core));

@@ -26,9 +26,10 @@ constexpr std::int64_t kS = 1'000'000'000;
 constexpr std::uint32_t kBatch = 0xfffffffbu;
 constexpr uid_t kUser = 65534;  // nobody: vigild digests and deletes as the job's user, never as root
 
-// What takes a database back from schema 8 to 5 (the migration tests; 7 only
+// What takes a database back from schema 9 to 5 (the migration tests; 7 only
 // deleted rows).
 inline const char* const kUndoSchema6[] = {
+    "ALTER TABLE jobs DROP COLUMN fence_restart", "ALTER TABLE jobs DROP COLUMN fence_after_ns",
     "DROP INDEX jobs_to_forget", "ALTER TABLE jobs DROP COLUMN timeline_forgotten_ns",
     "ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
     "ALTER TABLE jobs DROP COLUMN results",    "DROP TABLE usage_job_hour",

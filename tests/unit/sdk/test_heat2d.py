@@ -318,9 +318,30 @@ def test_failed_checkpoints_inside_a_job_with_vigild_down(impl, tmp_path):
     assert r.line == uninterrupted(impl, tmp_path, 30).line
 
 
+@BOTH
+def test_attempt_dirs_keep_each_attempts_checkpoints_apart(impl, tmp_path):
+    """--attempt-dirs 1 (ADR 0022): attempt N writes in DIR/attempt-N only, and
+    the next attempt resumes from the newest checkpoint of any attempt."""
+    ck = tmp_path / "ck"
+    args = ["--checkpoint-every", 10, "--checkpoint-dir", ck, "--attempt-dirs", 1]
+    first = impl.run("--steps", 25, *args, env=impl.env(VIGIL_RESTART_COUNT="0"))
+    assert first.steps == 25
+    assert checkpoints(ck / "attempt-0") == [10, 20] and checkpoints(ck) == []
+    before = {p.name: p.read_bytes() for p in (ck / "attempt-0").iterdir()}
+    again = impl.run("--steps", 50, *args, env=impl.env(VIGIL_RESTART_COUNT="1"))
+    assert "attempt-0/heat2d-20.ckpt (step 20)" in again.stderr, again.stderr
+    assert checkpoints(ck / "attempt-1") == [30, 40, 50]
+    assert {p.name: p.read_bytes() for p in (ck / "attempt-0").iterdir()} == before, "attempt 0's files untouched"
+    assert again.line == uninterrupted(impl, tmp_path, 50).line
+    # Without the variable (outside Slurm): attempt-0.
+    impl.run("--steps", 60, *args)
+    assert checkpoints(ck / "attempt-0") == [10, 20, 60]
+
+
 def test_bad_options_are_usage_errors(tmp_path):
     for impl in (CPP, PY):
-        for bad in (["--n", "2"], ["--steps", "-1"], ["--steps", "x"], ["--bogus", "1"], ["--steps"]):
+        for bad in (["--n", "2"], ["--steps", "-1"], ["--steps", "x"], ["--bogus", "1"], ["--steps"],
+                    ["--attempt-dirs", "2"]):
             r = subprocess.run([str(a) for a in impl.command(*bad)], env=impl.env(), cwd=tmp_path,
                                capture_output=True, text=True, timeout=60)
             assert r.returncode == 2, (impl, bad, r.stdout, r.stderr)
