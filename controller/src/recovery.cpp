@@ -11,6 +11,7 @@ const char* trouble_name(RecoveryInput::Trouble t) {
     case RecoveryInput::Trouble::node_lost: return "node lost";
     case RecoveryInput::Trouble::step_silent: return "step silent (heartbeats lost)";
     case RecoveryInput::Trouble::node_fail: return "Slurm ended it with NODE_FAIL";
+    case RecoveryInput::Trouble::superseded: return "ended as its superseded attempt came back";
   }
   return "?";
 }

@@ -27,7 +27,10 @@ struct RecoveryPolicy {
 };
 
 struct RecoveryInput {
-  enum class Trouble { node_lost, step_silent, node_fail } trouble = Trouble::node_lost;
+  // superseded: the attempt was killed right after its superseded predecessor
+  // came back (a frozen or cut-off node; ADR 0022): Slurm aliases the two
+  // attempts' step ids, so the old srun's cancel can hit the new step.
+  enum class Trouble { node_lost, step_silent, node_fail, superseded } trouble = Trouble::node_lost;
   std::string node;                  // the node that failed ("" if unknown)
   std::uint32_t restart = 0;         // Slurm's restart count of the attempt that failed
   std::optional<int> job_retries;    // --vigil-retries

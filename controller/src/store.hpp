@@ -188,6 +188,7 @@ class Store {
   struct Fence {
     std::uint32_t restart = 0;
     std::int64_t after_ns = 0;
+    std::string node;  // the node in trouble; "" (NODE_FAIL): every node
   };
   Status set_fence(std::uint32_t job, const Fence& f);  // inside a transaction
   std::optional<Fence> fence(std::uint32_t job);        // nullopt: never fenced

@@ -143,7 +143,8 @@ const char* const kMigrations[] = {
     // 9: the fence on a job's superseded attempts
     //    (docs/adr/0022-fencing-superseded-attempts.md); -1: never fenced.
     "ALTER TABLE jobs ADD COLUMN fence_restart INTEGER NOT NULL DEFAULT -1;"
-    "ALTER TABLE jobs ADD COLUMN fence_after_ns INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE jobs ADD COLUMN fence_after_ns INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN fence_node TEXT NOT NULL DEFAULT '';",
 };
 
 const int kMigrationCount = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

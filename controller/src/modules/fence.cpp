@@ -10,7 +10,10 @@ FenceModule::FenceModule(Core& core) : core_(core) {
   core_.host.on_event({EventType::recovery}, [this](const Event& e, std::int64_t, std::int64_t) {
     const auto& a = e.attrs;
     if (!a.contains("fence_after_ns") || !a["fence_after_ns"].is_number_integer()) return;
-    fences_[e.job] = Store::Fence{a.value("restart", 0u), a["fence_after_ns"].get<std::int64_t>()};
+    const std::string trouble = a.value("trouble", std::string());
+    fences_[e.job] = Store::Fence{a.value("restart", 0u), a["fence_after_ns"].get<std::int64_t>(),
+                                  trouble == trouble_name(RecoveryInput::Trouble::node_fail) ? std::string()
+                                                                                              : a.value("node", "")};
   });
   core_.host.on_tick([this](std::int64_t now) { note(now); });
   core_.host.on_retire([this](std::uint32_t job, std::int64_t) {  // ADR 0017: the new job is not fenced
@@ -21,14 +24,23 @@ FenceModule::FenceModule(Core& core) : core_(core) {
 }
 
 std::optional<Error> FenceModule::check(const Event& e) {
-  if (e.type != EventType::result && e.type != EventType::checkpoint && e.type != EventType::output)
-    return std::nullopt;
+  if (e.node.empty()) return std::nullopt;  // only plugins, relays and the SDK speak for an attempt
+  const bool report = e.type == EventType::result || e.type == EventType::checkpoint || e.type == EventType::output;
   auto it = fences_.find(e.job);
-  if (it == fences_.end()) it = fences_.emplace(e.job, core_.store.fence(e.job)).first;
+  if (it == fences_.end()) {
+    if (!report) return std::nullopt;  // a job's row is read for reports only (not per heartbeat)
+    it = fences_.emplace(e.job, core_.store.fence(e.job)).first;
+  }
   const std::optional<Store::Fence>& f = it->second;
   if (!f || e.restart > f->restart || e.ts_ns <= f->after_ns) return std::nullopt;
+  // The superseded attempt is running again where vigild had lost it (a
+  // heartbeat, a task's end, a report from that node): said once on the
+  // timeline; the recovery module watches for it. Its other nodes ran on all
+  // along, until Slurm ended them: nothing new.
   const auto key = std::make_pair(e.job, e.restart);
-  if (!noted_.count(key) && !to_note_.count(key)) to_note_[key] = {event_type_name(e.type), e.ts_ns};
+  if ((f->node.empty() || f->node == e.node) && !noted_.count(key) && !to_note_.count(key))
+    to_note_[key] = {event_type_name(e.type), e.ts_ns, e.node};
+  if (!report) return std::nullopt;  // its lifecycle events are stale, not refused
   return Error{Errc::superseded, "job " + std::to_string(e.job) + " attempt " + std::to_string(e.restart) +
                                      " was superseded: vigild gave up on it after its last sign of life (" +
                                      std::to_string((e.ts_ns - f->after_ns) / 1'000'000) +
@@ -41,10 +53,11 @@ void FenceModule::note(std::int64_t now) {
   auto pending = std::exchange(to_note_, {});
   for (const auto& [key, r] : pending) {
     const auto& [job, restart] = key;
-    spdlog::warn("job {}: attempt {} is superseded: its {} (and what follows) refused", job, restart, r.type);
+    spdlog::warn("job {}: attempt {}, superseded, is running again on {} (its {}); its reports are refused", job,
+                 restart, r.node, r.type);
     core_.record(job, EventType::recovery,
-                 {{"by", "vigild"}, {"action", "fenced"}, {"restart", restart}, {"first_refused", r.type},
-                  {"emitted_ns", r.ts_ns}},
+                 {{"by", "vigild"}, {"action", "fenced"}, {"restart", restart}, {"first_seen", r.type},
+                  {"node", r.node}, {"emitted_ns", r.ts_ns}},
                  now);
     noted_.insert(key);
   }

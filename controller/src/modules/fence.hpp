@@ -10,9 +10,11 @@
 //        after `fence.after_ns`, the attempt's last sign of life before vigild
 //        gave up on it. Senders drop a refused event and count it (SDK
 //        `dropped`; the relay's batch is acknowledged); vigild counts it under
-//        rejected{reason="superseded"}. Once per job and attempt, a `recovery`
-//        event `{"action": "fenced"}` on the timeline says what was refused
-//        first. What the attempt emitted up to its last sign of life is
+//        rejected{reason="superseded"}. Once per job and attempt, when
+//        anything of the attempt emitted after its fence arrives from the
+//        node vigild had lost (a heartbeat, a task's end, a report), a
+//        `recovery` event `{"action": "fenced"}` on the timeline says that it
+//        runs again there, and what came first (the recovery module reacts). What the attempt emitted up to its last sign of life is
 //        legitimate and kept, even when it arrives late (a relay's spool).
 // State: per job seen, its fence (read from the job's row once, then kept
 //        current from recovery events); the notes to record at the next tick.
@@ -26,6 +28,7 @@
 #include <utility>
 
 #include "core.hpp"
+#include "recovery.hpp"
 
 namespace vigil::controller {
 
@@ -42,8 +45,9 @@ class FenceModule : public Module {
   struct Refused {
     std::string type;
     std::int64_t ts_ns = 0;
+    std::string node;
   };
-  std::map<std::pair<std::uint32_t, std::uint32_t>, Refused> to_note_;  // (job, restart) -> the first refused
+  std::map<std::pair<std::uint32_t, std::uint32_t>, Refused> to_note_;  // (job, restart) -> the first seen
   std::set<std::pair<std::uint32_t, std::uint32_t>> noted_;             // timeline already says so
 };
 

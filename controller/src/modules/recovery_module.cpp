@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <iterator>
 
 namespace vigil::controller {
 
@@ -16,6 +18,8 @@ RecoveryModule::RecoveryModule(Core& core, CheckpointLedger& ledger) : core_(cor
     exclude_next_.erase(job);
     release_at_.erase(job);
     release_after_.erase(job);
+    returned_.erase(job);
+    failed_at_.erase(job);
   });
   core_.host.on_event({EventType::job_start}, [this](const Event& e, std::int64_t, std::int64_t) {
     excludes_.erase(e.job);  // running again: leave it alone
@@ -32,6 +36,19 @@ RecoveryModule::RecoveryModule(Core& core, CheckpointLedger& ledger) : core_(cor
                                                                 : RecoveryInput::Trouble::step_silent,
                                  e.node, now);
                       });
+  // A superseded attempt running again (the fence module's `fenced`) and its
+  // successor failing close to it in time: retried as trouble, not the job's
+  // own failure (ADR 0022). Slurm numbers both attempts' steps alike, so the
+  // old srun, thawed or reconnected, cancels "its" step 0 — the new one.
+  core_.host.on_event({EventType::recovery}, [this](const Event& e, std::int64_t, std::int64_t now) {
+    if (e.attrs.value("action", std::string()) == "fenced") returned_[e.job] = now;
+  });
+  core_.host.on_state(JobState::failed, [this](const StateChange& c, std::int64_t now) {
+    auto st = core_.store.job_state(c.job);
+    auto d = decided_for(c.job);
+    const std::uint32_t restart = std::max(st ? st->second : 0u, core_.facts(c.job).start_restart);
+    if (d && restart > *d) failed_at_[c.job] = now;  // a successor of a superseded attempt
+  });
   // Slurm saw a node fail before (or without) us: vigild was down, say.
   core_.host.on_slurm_view([this](const std::vector<SlurmJob>& jobs, std::int64_t now) {
     for (const SlurmJob& j : jobs)
@@ -94,8 +111,8 @@ void RecoveryModule::consider(std::uint32_t job, RecoveryInput::Trouble trouble,
   // The attempt given up on may still be running where vigild cannot see it
   // (a node cut off, paused): what it reports from after its last sign of life
   // is refused from now on (the fence module, ADR 0022).
-  const Store::Fence fence{in.restart, last_sign_of_life(
-      job, in.restart, trouble == RecoveryInput::Trouble::node_fail ? std::string() : node, now)};
+  const std::string troubled = trouble == RecoveryInput::Trouble::node_fail ? std::string() : node;
+  const Store::Fence fence{in.restart, last_sign_of_life(job, in.restart, troubled, now), troubled};
   a["fence_after_ns"] = fence.after_ns;
   spdlog::warn("job {}: recovery: {} — {}", job, action, d.reason);
   core_.transaction("recovery", [&] {
@@ -264,7 +281,25 @@ void RecoveryModule::requeue_now(std::uint32_t job, std::int64_t now) {
                now);
 }
 
+// A successor that failed within kInterferenceWindow of its superseded
+// predecessor running again is given another attempt (it spends the budget).
+void RecoveryModule::interference(std::int64_t now) {
+  for (auto it = failed_at_.begin(); it != failed_at_.end();) {
+    const auto [job, failed] = *it;
+    auto back = returned_.find(job);
+    if (back != returned_.end() && std::abs(back->second - failed) <= kInterferenceWindow) {
+      it = failed_at_.erase(it);
+      returned_.erase(back);
+      consider(job, RecoveryInput::Trouble::superseded, "", now);
+      continue;
+    }
+    it = now - failed > kInterferenceWindow ? failed_at_.erase(it) : std::next(it);
+  }
+  std::erase_if(returned_, [&](const auto& kv) { return now - kv.second > 3600'000'000'000LL; });
+}
+
 void RecoveryModule::tick(std::int64_t now) {
+  if (!failed_at_.empty()) interference(now);
   std::vector<std::uint32_t> due;
   for (const auto& [job, r] : requeues_)
     if (now >= r.at_ns) due.push_back(job);

@@ -2,7 +2,9 @@
 //
 // In:    `node_lost` and `step_silent` events (liveness), NODE_FAIL in
 //        slurmctld's view (reconcile), job_start/job_end of attempts, planned
-//        requeues (the checkpoint planner, ADR 0013).
+//        requeues (the checkpoint planner, ADR 0013); `fenced` (a superseded
+//        attempt running again) and a successor attempt's FAILED within a
+//        minute of it: retried (ADR 0022).
 // Out:   `recovery` events (requeue / fail / down / requeued / requeue_failed)
 //        with reasons; with a requeue or fail for trouble, the fence on the
 //        attempt given up on (Store::set_fence, ADR 0022); state changes RECOVERING or FAILED; to Slurm: lost nodes
@@ -43,6 +45,8 @@ class RecoveryModule : public Module {
   void resume();
   void tick(std::int64_t now);
   void requeue_now(std::uint32_t job, std::int64_t now);
+  void interference(std::int64_t now);
+  static constexpr std::int64_t kInterferenceWindow = 60'000'000'000LL;
 
   Core& core_;
   CheckpointLedger& ledger_;
@@ -58,6 +62,8 @@ class RecoveryModule : public Module {
   std::map<std::uint32_t, std::int64_t> release_at_;
   std::map<std::uint32_t, std::int64_t> release_after_;  // job -> earliest, once job_end is in
   int kill_wait_s_ = -1;                                  // slurm.conf KillWait, asked once
+  std::map<std::uint32_t, std::int64_t> returned_;   // job -> its superseded attempt seen running again
+  std::map<std::uint32_t, std::int64_t> failed_at_;  // job -> its successor attempt ended FAILED
 };
 
 }  // namespace vigil::controller

@@ -73,7 +73,8 @@ TEST_F(ModulesTest, AFencedAttemptIsNotedOnceOnTheTimeline) {
     if (r.event.attrs["action"] == "fenced") fenced.push_back(r.event.attrs);
   ASSERT_EQ(fenced.size(), 1u) << dump(7);
   EXPECT_EQ(fenced[0]["restart"], 0);
-  EXPECT_EQ(fenced[0]["first_refused"], "result");
+  EXPECT_EQ(fenced[0]["first_seen"], "result");
+  EXPECT_EQ(fenced[0]["node"], "n2");
   EXPECT_EQ(fenced[0]["emitted_ns"], fence + kS);
 }
 
@@ -98,6 +99,56 @@ TEST_F(ModulesTest, ANewJobUnderAReusedIdIsNotFenced) {
   ASSERT_TRUE(core->retire(7, "test: Slurm reused the id", now));
   EXPECT_FALSE(store->fence(7)) << "the fence moved with the old job's row";
   EXPECT_FALSE(offer(*this, report(*this, EventType::result, 7, fence + kS, 0)));
+}
+
+}  // namespace
+}  // namespace vigil::controller::modtest
+
+namespace vigil::controller::modtest {
+namespace {
+
+// The superseded attempt thaws: its heartbeat (restart 0, after the fence)
+// is noted; its srun then kills the new attempt's step 0 (the same step id),
+// and the new attempt's batch script fails. That failure is the old attempt's
+// doing: the job gets another attempt, from its newest verified checkpoint.
+TEST_F(ModulesTest, ASuccessorKilledAsItsSupersededAttemptComesBackIsRetried) {
+  const std::int64_t fence = lose_batch_host(*this, 7);
+  run_for(5.1, 7, {"n1"});
+  ASSERT_TRUE(slurm.saw("requeue 7"));
+  run_job(7, {"n1"}, json::object(), 1);
+  ASSERT_EQ(state(7), "RUNNING");
+  Event thawed = ev(EventType::heartbeat, 7, 0, "n2", {{"interval_s", 1}}, 0);
+  thawed.ts_ns = fence + 9 * kS;
+  deliver(thawed);
+  advance(0.1);
+  deliver(ev(EventType::job_end, 7, kBatch, "n1", {{"exit_code", 137}}, 1));
+  EXPECT_EQ(state(7), "FAILED");
+  advance(0.1);
+  EXPECT_EQ(state(7), "RECOVERING") << dump(7);
+  std::vector<json> decisions;
+  for (const auto& r : of(7, EventType::recovery))
+    if (r.event.attrs["action"] == "requeue") decisions.push_back(r.event.attrs);
+  ASSERT_EQ(decisions.size(), 2u) << dump(7);
+  EXPECT_EQ(decisions[1]["restart"], 1);
+  EXPECT_NE(decisions[1]["reason"].get<std::string>().find("superseded attempt came back"), std::string::npos)
+      << decisions[1];
+  const auto calls = std::count(slurm.calls.begin(), slurm.calls.end(), "requeue 7");
+  deliver(ev(EventType::step_end, 7, 0, "n1", {}, 1));  // attempt 1's step 0 ended with it
+  run_for(decisions[1]["delay_s"].get<double>() + 0.1, 7, {});
+  EXPECT_EQ(std::count(slurm.calls.begin(), slurm.calls.end(), "requeue 7"), calls + 1);
+}
+
+// Without the superseded attempt coming back, a successor's failure is the
+// job's own: no retry.
+TEST_F(ModulesTest, ASuccessorsOwnFailureIsNotRetried) {
+  lose_batch_host(*this, 7);
+  run_for(5.1, 7, {"n1"});
+  run_job(7, {"n1"}, json::object(), 1);
+  deliver(ev(EventType::job_end, 7, kBatch, "n1", {{"exit_code", 1}}, 1));
+  deliver(ev(EventType::step_end, 7, 0, "n1", {}, 1));
+  advance(0.1);
+  advance(61);
+  EXPECT_EQ(state(7), "FAILED") << dump(7);
 }
 
 }  // namespace

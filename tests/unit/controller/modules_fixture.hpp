@@ -30,6 +30,7 @@ constexpr uid_t kUser = 65534;  // nobody: vigild digests and deletes as the job
 // deleted rows).
 inline const char* const kUndoSchema6[] = {
     "ALTER TABLE jobs DROP COLUMN fence_restart", "ALTER TABLE jobs DROP COLUMN fence_after_ns",
+    "ALTER TABLE jobs DROP COLUMN fence_node",
     "DROP INDEX jobs_to_forget", "ALTER TABLE jobs DROP COLUMN timeline_forgotten_ns",
     "ALTER TABLE jobs DROP COLUMN result_seq", "ALTER TABLE jobs DROP COLUMN dump_seq",
     "ALTER TABLE jobs DROP COLUMN results",    "DROP TABLE usage_job_hour",

@@ -255,6 +255,7 @@ TEST_F(ModulesTest, AVersion6DatabaseFoldsItsPrunedCheckpoints) {
       "WHERE job = 32 AND type = 18 AND json_extract(attrs, '$.step') = 1;"
       "DROP INDEX jobs_to_forget; ALTER TABLE jobs DROP COLUMN timeline_forgotten_ns;"
       "ALTER TABLE jobs DROP COLUMN fence_restart; ALTER TABLE jobs DROP COLUMN fence_after_ns;"
+      "ALTER TABLE jobs DROP COLUMN fence_node;"
       "UPDATE meta SET value = '6' WHERE key = 'schema_version';";
   ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
   sqlite3_close(db);
