@@ -128,6 +128,19 @@ bool ReconcileModule::failed_by_policy(std::uint32_t job) {
   return e && e->event.attrs.value("action", std::string()) == "fail";
 }
 
+// Slurm ended an attempt recovery has already decided to retry (the requeue
+// killed it, or its superseded predecessor's srun did, ADR 0022): that end is
+// stale, as the attempt's own job_end is (lifecycle_module), unless the
+// requeue could not be carried out.
+bool ReconcileModule::being_retried(std::uint32_t job, std::uint32_t slurm_restart) {
+  auto d = core_.decided.find(job);
+  if (d == core_.decided.end() || slurm_restart > d->second) return false;
+  auto st = core_.store.job_state(job);
+  if (!st || st->first != "RECOVERING") return false;
+  auto e = core_.store.latest(job, EventType::recovery);
+  return !e || e->event.attrs.value("action", std::string()) != "requeue_failed";
+}
+
 void ReconcileModule::apply(std::int64_t now) {
   std::vector<SlurmJob> jobs;
   std::uint64_t round;
@@ -181,6 +194,8 @@ void ReconcileModule::apply_jobs(const std::vector<SlurmJob>& jobs, std::int64_t
         core_.lifecycle(j.job, {K::requeued, "restart " + std::to_string(j.restart), true}, now);
       core_.store.record_slurm_view(j.job, j.state, j.restart, static_cast<std::int64_t>(j.submit_time));
       const std::string why = "slurmctld: " + j.state;
+      const bool ending = j.state != "PENDING" && j.state != "RUNNING" && j.state != "SUSPENDED" && j.state != "UNKNOWN";
+      if (ending && being_retried(j.job, j.restart)) continue;
       if (j.state == "PENDING") core_.lifecycle(j.job, {K::slurm_pending, why, true}, now);
       else if (j.state == "RUNNING") core_.lifecycle(j.job, {K::slurm_running, why, true}, now);
       else if (j.state == "COMPLETED") core_.lifecycle(j.job, {K::ended_ok, why, true}, now);

@@ -42,6 +42,7 @@ class ReconcileModule : public Module {
   void apply(std::int64_t now);
   void record_submit(const SlurmJob& j, std::int64_t now);
   bool failed_by_policy(std::uint32_t job);
+  bool being_retried(std::uint32_t job, std::uint32_t slurm_restart);
   Core& core_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -132,6 +132,15 @@ TEST_F(ModulesTest, ASuccessorKilledAsItsSupersededAttemptComesBackIsRetried) {
   EXPECT_EQ(decisions[1]["restart"], 1);
   EXPECT_NE(decisions[1]["reason"].get<std::string>().find("superseded attempt came back"), std::string::npos)
       << decisions[1];
+  // Slurm's view of the killed attempt, FAILED, arrives after the decision:
+  // stale, the job stays RECOVERING (else the next attempt's start would look
+  // like a new job under a reused id).
+  SlurmJob failed;
+  failed.job = 7;
+  failed.state = "FAILED";
+  failed.restart = 1;
+  modules.reconcile->apply_jobs({failed}, now);
+  EXPECT_EQ(state(7), "RECOVERING") << dump(7);
   const auto calls = std::count(slurm.calls.begin(), slurm.calls.end(), "requeue 7");
   deliver(ev(EventType::step_end, 7, 0, "n1", {}, 1));  // attempt 1's step 0 ended with it
   run_for(decisions[1]["delay_s"].get<double>() + 0.1, 7, {});
