@@ -7,13 +7,10 @@ namespace vigil::controller {
 
 FenceModule::FenceModule(Core& core) : core_(core) {
   core_.host.on_validate([this](const Event& e, uid_t, std::int64_t) { return check(e); });
+  // A recovery decision wrote a fence (Store::set_fence, same transaction):
+  // read it back rather than derive it again from the event.
   core_.host.on_event({EventType::recovery}, [this](const Event& e, std::int64_t, std::int64_t) {
-    const auto& a = e.attrs;
-    if (!a.contains("fence_after_ns") || !a["fence_after_ns"].is_number_integer()) return;
-    const std::string trouble = a.value("trouble", std::string());
-    fences_[e.job] = Store::Fence{a.value("restart", 0u), a["fence_after_ns"].get<std::int64_t>(),
-                                  trouble == trouble_name(RecoveryInput::Trouble::node_fail) ? std::string()
-                                                                                              : a.value("node", "")};
+    if (e.attrs.contains("fence_after_ns")) fences_[e.job] = core_.store.fence(e.job);
   });
   core_.host.on_tick([this](std::int64_t now) { note(now); });
   core_.host.on_retire([this](std::uint32_t job, std::int64_t) {  // ADR 0017: the new job is not fenced

@@ -28,7 +28,6 @@
 #include <utility>
 
 #include "core.hpp"
-#include "recovery.hpp"
 
 namespace vigil::controller {
 
