@@ -10,6 +10,7 @@ runs (pause, cut), that its late reports were refused and its files kept apart
 from its successor's (docs/adr/0022-fencing-superseded-attempts.md).
 Detection and recovery times go to build/test-results/chaos.json for
 `scripts/bench chaos`."""
+import hashlib
 import json
 import os
 import re
@@ -225,7 +226,7 @@ def requeues(cluster, jid):
 def superseded_checks(cluster, jid, node):
     """After a pause or a cut: attempt 0 was fenced at its last sign of life,
     what it reported after that was refused, and attempt 1's checkpoints are its
-    own files, intact. Returns (fence time, refused count from the timeline)."""
+    own files, intact. Returns the fence (ns)."""
     tl = timeline(cluster, jid)
     decision = next(e["attrs"] for e in of_type(tl, "recovery") if e["attrs"]["action"] == "requeue")
     fence = decision["fence_after_ns"]
@@ -243,9 +244,34 @@ def superseded_checks(cluster, jid, node):
     for v in mine:
         host = cluster.state / "shared" / v["path"].removeprefix("/dsc/state/shared/")
         if host.exists():  # the newest two are kept (retention)
-            import hashlib
             assert hashlib.sha256(host.read_bytes()).hexdigest() == v["sha256"], v
     return fence
+
+
+def start_single_node_job(cluster, sleep_ms):
+    """heat2d alone on one node, in attempt directories, two checkpoints
+    verified. Returns (job id, its node)."""
+    jid = heat2d_job(cluster, nodes=1, sleep_ms=sleep_ms, attempt_dirs=True)
+    wait_for(lambda: len([e for e in of_type(timeline(cluster, jid), "checkpoint_verified") if e["attrs"]["ok"]]) >= 2,
+             90, "two verified checkpoints")
+    return jid, job_nodes(cluster, jid)[0]  # not pinned with -w: a requeued job keeps its required nodes
+
+
+def after_superseded(cluster, jid, victim, expected_sha, since, orphan_timeout):
+    """The end of a pause or cut: the job COMPLETED, the old attempt fenced and
+    gone from `victim`, the invariants held. Returns the figures to record."""
+    # Slurm may end the new attempt FAILED first: the old srun, thawed or
+    # reconnected, cancels step 0 of the job — now the new attempt's. vigild
+    # retries it (ADR 0022), so COMPLETED is the state to wait for.
+    wait_for(lambda: cluster.job_state(jid) == "COMPLETED", 300, f"job {jid} COMPLETED", interval=1)
+    fence = superseded_checks(cluster, jid, victim)
+    # The old attempt's tasks are gone from the node once slurmd has heard from slurmctld.
+    wait_for(lambda: not cluster.pids(victim, "vigil_example_heat2d"), orphan_timeout,
+             f"the old attempt gone from {victim}")
+    orphans_gone = time.time() - since
+    assert_invariants(cluster, jid, expected_sha, restarts=requeues(cluster, jid), late=True)
+    fenced = [e for e in of_type(timeline(cluster, jid), "recovery") if e["attrs"]["action"] == "fenced"]
+    return fence, {"requeues": requeues(cluster, jid), "orphans_gone_s": round(orphans_gone, 1), "fenced": len(fenced)}
 
 
 def test_a_paused_compute_container_is_recovered_and_its_late_reports_refused(cluster, expected_sha):
@@ -254,10 +280,7 @@ def test_a_paused_compute_container_is_recovered_and_its_late_reports_refused(cl
     old attempt runs on for a moment and its relay and SDK deliver what they
     held; vigild refuses what it emitted after its last sign of life (ADR 0022)
     and slurmd, told by slurmctld, ends the old tasks."""
-    jid = heat2d_job(cluster, nodes=1, sleep_ms=12, attempt_dirs=True)
-    wait_for(lambda: len([e for e in of_type(timeline(cluster, jid), "checkpoint_verified") if e["attrs"]["ok"]]) >= 2,
-             90, "two verified checkpoints")
-    victim = job_nodes(cluster, jid)[0]  # not pinned with -w: a requeued job keeps its required nodes
+    jid, victim = start_single_node_job(cluster, sleep_ms=12)
     box = cluster.container(victim)
     paused = time.time()
     cluster.docker("pause", box)
@@ -270,18 +293,9 @@ def test_a_paused_compute_container_is_recovered_and_its_late_reports_refused(cl
         cluster.docker("unpause", box)
     thawed = time.time()
     try:
-        # Slurm may end the new attempt FAILED first: the old srun, thawed or
-        # reconnected, cancels step 0 of the job — now the new attempt's. vigild
-        # retries it (ADR 0022), so COMPLETED is the state to wait for.
-        wait_for(lambda: cluster.job_state(jid) == "COMPLETED", 300, f"job {jid} COMPLETED", interval=1)
-        fence = superseded_checks(cluster, jid, victim)
-        # The old attempt's tasks are gone from the node once slurmd has heard from slurmctld.
-        wait_for(lambda: not cluster.pids(victim, "vigil_example_heat2d"), 60, f"the old attempt gone from {victim}")
-        orphans_gone = time.time() - thawed
-        assert_invariants(cluster, jid, expected_sha, restarts=requeues(cluster, jid), late=True)
-        fenced = [e["attrs"] for e in of_type(timeline(cluster, jid), "recovery") if e["attrs"]["action"] == "fenced"]
-        record("pause-compute", paused_s=12, requeues=requeues(cluster, jid), detect_s=round(detected, 2), orphans_gone_s=round(orphans_gone, 1),
-               fenced=len(fenced), fence_before_pause_s=round(paused - fence / 1e9, 2), invariants=True)
+        fence, figures = after_superseded(cluster, jid, victim, expected_sha, since=thawed, orphan_timeout=60)
+        record("pause-compute", paused_s=12, detect_s=round(detected, 2), **figures,
+               fence_before_pause_s=round(paused - fence / 1e9, 2), invariants=True)
     finally:
         cluster.revive(victim)
 
@@ -293,10 +307,7 @@ def test_a_compute_container_cut_off_from_the_head_is_recovered_elsewhere_and_fe
     writing checkpoints (into attempt-0/) and spooling its reports. When the
     cut heals, its late reports are refused, slurmctld has slurmd end it, and
     the new attempt's checkpoints and dump are untouched."""
-    jid = heat2d_job(cluster, nodes=1, sleep_ms=20, attempt_dirs=True)
-    wait_for(lambda: len([e for e in of_type(timeline(cluster, jid), "checkpoint_verified") if e["attrs"]["ok"]]) >= 2,
-             90, "two verified checkpoints")
-    victim = job_nodes(cluster, jid)[0]  # not pinned with -w: a requeued job keeps its required nodes
+    jid, victim = start_single_node_job(cluster, sleep_ms=20)
     pid = cluster.docker("inspect", "-f", "{{.State.Pid}}", cluster.container(victim)).stdout.strip()
     head = f"{cluster.net}.10"
     rules = [["OUTPUT", "-d", head, "-j", "DROP"], ["INPUT", "-s", head, "-j", "DROP"]]
@@ -318,21 +329,13 @@ def test_a_compute_container_cut_off_from_the_head_is_recovered_elsewhere_and_fe
             subprocess.run(nsenter + ["-D", chain] + rule, check=True)
     healed = time.time()
     try:
-        # Slurm may end the new attempt FAILED first: the old srun, thawed or
-        # reconnected, cancels step 0 of the job — now the new attempt's. vigild
-        # retries it (ADR 0022), so COMPLETED is the state to wait for.
-        wait_for(lambda: cluster.job_state(jid) == "COMPLETED", 300, f"job {jid} COMPLETED", interval=1)
-        fence = superseded_checks(cluster, jid, victim)
-        wait_for(lambda: not cluster.pids(victim, "vigil_example_heat2d"), 120, f"the old attempt gone from {victim}")
-        orphans_gone = time.time() - healed
+        fence, figures = after_superseded(cluster, jid, victim, expected_sha, since=healed, orphan_timeout=120)
         # The old attempt wrote on during the cut, in its own directory only.
         old = sorted((cluster.state / "shared" / f"ckpt-{jid}" / "attempt-0").glob("heat2d-*.ckpt"))
-        assert old, "attempt 0 kept checkpointing on c2"
-        assert_invariants(cluster, jid, expected_sha, restarts=requeues(cluster, jid), late=True)
-        fenced = [e["attrs"] for e in of_type(timeline(cluster, jid), "recovery") if e["attrs"]["action"] == "fenced"]
-        assert fenced, "attempt 0 reported after its last sign of life and was refused"
-        record("cut-compute", cut_s=round(healed - cut, 1), requeues=requeues(cluster, jid), detect_s=round(detected, 2),
-               recover_s=round(running_again, 2), orphans_gone_s=round(orphans_gone, 1), fenced=len(fenced),
-               fence_before_cut_s=round(cut - fence / 1e9, 2), invariants=True)
+        assert old, "attempt 0 kept checkpointing during the cut"
+        assert figures["fenced"], "attempt 0 reported after its last sign of life and was refused"
+        record("cut-compute", cut_s=round(healed - cut, 1), detect_s=round(detected, 2),
+               recover_s=round(running_again, 2), **figures, fence_before_cut_s=round(cut - fence / 1e9, 2),
+               invariants=True)
     finally:
         cluster.revive(victim)
