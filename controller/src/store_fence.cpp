@@ -13,8 +13,8 @@ using namespace sql;
 
 Status Store::set_fence(std::uint32_t job, const Fence& f) {
   Stmt s;
-  if (sqlite3_prepare_v2(db_, "UPDATE jobs SET fence_restart=?2, fence_after_ns=?3, fence_node=?4 WHERE job=?1", -1, &s.s, nullptr) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v2(db_, "UPDATE jobs SET fence_restart=?2, fence_after_ns=?3, fence_node=?4 WHERE job=?1", -1,
+                         &s.s, nullptr) != SQLITE_OK)
     return db_error(db_, "set fence");
   sqlite3_bind_int64(s.s, 1, job);
   sqlite3_bind_int64(s.s, 2, f.restart);
@@ -26,8 +26,9 @@ Status Store::set_fence(std::uint32_t job, const Fence& f) {
 
 std::optional<Store::Fence> Store::fence(std::uint32_t job) {
   Stmt s;
-  if (sqlite3_prepare_v2(db_, "SELECT fence_restart, fence_after_ns, fence_node FROM jobs WHERE job=?1 AND fence_restart >= 0", -1,
-                         &s.s, nullptr) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT fence_restart, fence_after_ns, fence_node FROM jobs WHERE job=?1 AND fence_restart >= 0",
+                         -1, &s.s, nullptr) != SQLITE_OK)
     return std::nullopt;
   sqlite3_bind_int64(s.s, 1, job);
   if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;

@@ -1,6 +1,7 @@
 // fence_test.cpp — a superseded attempt's late reports (ADR 0022): refused
 // after its last sign of life, kept before it, the next attempt untouched, and
 // the fence remembered across a restart of vigild.
+#include "modules/recovery_module.hpp"
 #include "modules_fixture.hpp"
 
 namespace vigil::controller::modtest {
@@ -90,7 +91,13 @@ TEST_F(ModulesTest, APlannedRequeueIsNotFenced) {
   // Maintenance: the attempt is asked to checkpoint and ends cleanly; what it
   // reports on its way out is what the next attempt resumes from.
   run_job(9, {"n1"});
-  ASSERT_FALSE(store->fence(9));
+  RecoveryModule* recovery = nullptr;
+  for (const auto& m : modules.all)
+    if (auto* r = dynamic_cast<RecoveryModule*>(m.get())) recovery = r;
+  ASSERT_NE(recovery, nullptr);
+  recovery->planned_requeue(9, 0, "maintenance", "test: a reservation starts", now);
+  ASSERT_EQ(state(9), "RECOVERING");
+  EXPECT_FALSE(store->fence(9));
   EXPECT_FALSE(offer(*this, report(*this, EventType::checkpoint, 9, now + 60 * kS, 0)));
 }
 
